@@ -1,0 +1,170 @@
+// CPU registration of vid3d_native::depthwise_conv3d_{forward,backward}: packs the
+// tensors into the plain parameter struct and runs the kernels of the best
+// instruction set this CPU has. Arguments are validated in Python (vid3d/ops);
+// the checks here only guard the kernels' assumptions.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/util/Exception.h>
+#include <torch/library.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "depthwise_conv3d_cpu.h"
+
+namespace vid3d::cpu {
+namespace {
+
+struct DepthwiseKernels {
+  decltype(&generic::depthwise_conv3d_forward) forward;
+  decltype(&generic::depthwise_conv3d_backward) backward;
+  const char* isa;
+};
+
+// The widest build the CPU supports, capped by VID3D_CPU_ISA=generic|avx2|avx512.
+DepthwiseKernels select_kernels() {
+  const DepthwiseKernels generic_kernels{generic::depthwise_conv3d_forward,
+                                         generic::depthwise_conv3d_backward, "generic"};
+#if defined(__x86_64__) && defined(__GNUC__)
+  const char* cap = std::getenv("VID3D_CPU_ISA");
+  const std::string limit = cap ? cap : "avx512";
+  __builtin_cpu_init();
+  const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool has_avx512 = has_avx2 && __builtin_cpu_supports("avx512f") &&
+                          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  if (limit == "avx512" && has_avx512) {
+    return {avx512::depthwise_conv3d_forward, avx512::depthwise_conv3d_backward, "avx512"};
+  }
+  if ((limit == "avx512" || limit == "avx2") && has_avx2) {
+    return {avx2::depthwise_conv3d_forward, avx2::depthwise_conv3d_backward, "avx2"};
+  }
+#endif
+  return generic_kernels;
+}
+
+const DepthwiseKernels& kernels() {
+  static const DepthwiseKernels selected = select_kernels();
+  return selected;
+}
+
+ScalarKind scalar_kind(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat: return ScalarKind::Float;
+    case at::kDouble: return ScalarKind::Double;
+    case at::kBFloat16: return ScalarKind::BFloat16;
+    case at::kHalf: return ScalarKind::Half;
+    default: TORCH_CHECK(false, "vid3d depthwise_conv3d (cpu): unsupported dtype ", type);
+  }
+}
+
+at::ScalarType accumulation_type(at::ScalarType type) {
+  return type == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+void copy_strides(int64_t* dst, const at::Tensor& t) {
+  for (int d = 0; d < 5; ++d) dst[d] = t.stride(d);
+}
+
+DepthwiseConv3dParams make_params(const at::Tensor& input, const at::Tensor& weight,
+                                  const at::Tensor& output, at::IntArrayRef stride,
+                                  at::IntArrayRef padding, at::IntArrayRef dilation) {
+  TORCH_CHECK(input.dim() == 5 && weight.dim() == 5 && output.dim() == 5,
+              "vid3d depthwise_conv3d (cpu): expected 5-D input, weight and output");
+  TORCH_CHECK(stride.size() == 3 && padding.size() == 3 && dilation.size() == 3,
+              "vid3d depthwise_conv3d (cpu): stride, padding and dilation need 3 values");
+  TORCH_CHECK(weight.size(0) == input.size(1) && weight.size(1) == 1,
+              "vid3d depthwise_conv3d (cpu): weight must have shape (C, 1, kt, kh, kw)");
+  TORCH_CHECK(output.size(0) == input.size(0) && output.size(1) == input.size(1),
+              "vid3d depthwise_conv3d (cpu): output batch/channels do not match the input");
+  TORCH_CHECK(output.scalar_type() == input.scalar_type(),
+              "vid3d depthwise_conv3d (cpu): output dtype does not match the input");
+  DepthwiseConv3dParams p{};
+  p.batch = input.size(0);
+  p.channels = input.size(1);
+  for (int d = 0; d < 3; ++d) {
+    p.in_size[d] = input.size(2 + d);
+    p.out_size[d] = output.size(2 + d);
+    p.kernel[d] = weight.size(2 + d);
+    p.stride[d] = stride[d];
+    p.padding[d] = padding[d];
+    p.dilation[d] = dilation[d];
+    TORCH_CHECK(p.stride[d] >= 1 && p.dilation[d] >= 1 && p.padding[d] >= 0,
+                "vid3d depthwise_conv3d (cpu): invalid stride, padding or dilation");
+    TORCH_CHECK(p.out_size[d] ==
+                    (p.in_size[d] + 2 * p.padding[d] - p.dilation[d] * (p.kernel[d] - 1) - 1) / p.stride[d] + 1,
+                "vid3d depthwise_conv3d (cpu): output size does not match the convolution");
+  }
+  copy_strides(p.input_strides, input);
+  copy_strides(p.output_strides, output);
+  p.channels_last = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast3d;
+  p.scalar = scalar_kind(input.scalar_type());
+  return p;
+}
+
+// The weight in the accumulation type, laid out as the kernel reads it.
+at::Tensor prepared_weight(const at::Tensor& weight, bool channels_last) {
+  const int64_t channels = weight.size(0);
+  at::Tensor w = weight.to(accumulation_type(weight.scalar_type())).reshape({channels, -1});
+  return (channels_last ? w.t() : w).contiguous();
+}
+
+void depthwise_conv3d_forward(const at::Tensor& input, const at::Tensor& weight,
+                              const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                              at::IntArrayRef padding, at::IntArrayRef dilation,
+                              const at::Tensor& output) {
+  const DepthwiseConv3dParams p = make_params(input, weight, output, stride, padding, dilation);
+  if (output.numel() == 0) return;
+  const at::Tensor w = prepared_weight(weight, p.channels_last);
+  at::Tensor b;
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == p.channels,
+                "vid3d depthwise_conv3d (cpu): bias must have shape (C,)");
+    b = bias->to(w.scalar_type()).contiguous();
+  }
+  kernels().forward(p, input.const_data_ptr(), w.const_data_ptr(), b.defined() ? b.const_data_ptr() : nullptr,
+                    output.mutable_data_ptr());
+}
+
+void depthwise_conv3d_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                               const at::Tensor& weight, at::IntArrayRef stride,
+                               at::IntArrayRef padding, at::IntArrayRef dilation,
+                               const std::optional<at::Tensor>& grad_input,
+                               const std::optional<at::Tensor>& grad_weight,
+                               const std::optional<at::Tensor>& grad_bias) {
+  DepthwiseConv3dParams p = make_params(input, weight, grad_output, stride, padding, dilation);
+  if (grad_input.has_value()) {
+    TORCH_CHECK(grad_input->sizes() == input.sizes() && grad_input->scalar_type() == input.scalar_type(),
+                "vid3d depthwise_conv3d (cpu): grad_input must match the input");
+    copy_strides(p.grad_input_strides, *grad_input);
+  }
+  const int64_t taps = p.kernel[0] * p.kernel[1] * p.kernel[2];
+  const auto double_opts = input.options().dtype(at::kDouble).memory_format(at::MemoryFormat::Contiguous);
+  at::Tensor dw = grad_weight.has_value() ? at::empty({p.channels, taps}, double_opts) : at::Tensor();
+  at::Tensor db = grad_bias.has_value() ? at::empty({p.channels}, double_opts) : at::Tensor();
+  if (grad_output.numel() == 0) {
+    // Nothing reads the input: its gradient is zero, and so are the parameters'.
+    if (grad_input.has_value()) grad_input->zero_();
+    if (dw.defined()) dw.zero_();
+    if (db.defined()) db.zero_();
+  } else {
+    const at::Tensor w = prepared_weight(weight, p.channels_last);
+    kernels().backward(p, grad_output.const_data_ptr(), input.const_data_ptr(), w.const_data_ptr(),
+                       grad_input.has_value() ? grad_input->mutable_data_ptr() : nullptr,
+                       dw.defined() ? dw.mutable_data_ptr<double>() : nullptr,
+                       db.defined() ? db.mutable_data_ptr<double>() : nullptr);
+  }
+  if (dw.defined()) grad_weight->copy_(dw.view(weight.sizes()));
+  if (db.defined()) grad_bias->copy_(db);
+}
+
+}  // namespace
+
+std::string cpu_isa() { return kernels().isa; }
+
+TORCH_LIBRARY_IMPL(vid3d_native, CPU, m) {
+  m.impl("depthwise_conv3d_forward", &depthwise_conv3d_forward);
+  m.impl("depthwise_conv3d_backward", &depthwise_conv3d_backward);
+}
+
+}  // namespace vid3d::cpu

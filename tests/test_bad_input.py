@@ -1,0 +1,235 @@
+"""Bad arguments raise clear Python errors; valid edge cases (N = 0, 1x1x1 volumes) match PyTorch."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import vid3d
+from vid3d import ops as vops
+
+WRAPPER_BACKENDS = ["cpu", "torch"]
+F64, META = torch.float64, "meta"
+# Valid shapes: input, depthwise weight, (2+1)D spatial and temporal weights, the two cat inputs.
+X, W, WS, WT = (2, 4, 5, 6, 7), (4, 1, 3, 3, 3), (8, 4, 1, 3, 3), (6, 8, 3, 1, 1)
+A, B = (2, 3, 5, 6, 7), (2, 5, 5, 6, 7)
+
+
+def t(*shape, dtype=torch.float32, device="cpu"):
+    """A tensor whose values do not matter (only its shape, dtype and device do)."""
+    return torch.ones(shape, dtype=dtype, device=device)
+
+
+# Valid arguments of each op; every bad case below overrides some of them.
+# conv2plus1d maps 4 -> 8 channels with (1, 3, 3), then 8 -> 6 with (3, 1, 1).
+OPS = {
+    "depthwise_conv3d": (vops.depthwise_conv3d, lambda: dict(input=t(*X), weight=t(*W))),
+    "channel_shuffle3d": (vops.channel_shuffle3d, lambda: dict(input=t(*X), groups=2)),
+    "cat_shuffle3d": (vops.cat_shuffle3d, lambda: dict(tensors=[t(*A), t(*B)], groups=2)),
+    "conv2plus1d": (vops.conv2plus1d, lambda: dict(input=t(*X), spatial_weight=t(*WS), temporal_weight=t(*WT))),
+}
+CONV_OPS = ["depthwise_conv3d", "conv2plus1d"]
+SHUFFLE_OPS = ["channel_shuffle3d", "cat_shuffle3d"]
+
+
+def call(op, overrides=None):
+    """Run ``op`` on its valid arguments updated by ``overrides`` (a dict, or a function of the arguments)."""
+    fn, defaults = OPS[op]
+    args = defaults()
+    args.update(overrides(args) if callable(overrides) else overrides or {})
+    return fn(**args)
+
+
+def all_as(dtype):
+    return lambda args: {name: value.to(dtype) for name, value in args.items()}
+
+
+def case(op, name, exc, match, overrides):
+    return pytest.param(op, overrides, exc, match, id=f"{op}-{name}")
+
+
+# Cases shared by both conv ops: (name, exception, message regex, overrides).
+CONV_COMMON = [
+    ("rank4", ValueError, r"input must be 5-D", dict(input=t(2, 4, 6, 7))),
+    ("rank6", ValueError, r"input must be 5-D", dict(input=t(*X, 1))),
+    ("input-not-tensor", TypeError, r"input must be a torch\.Tensor", dict(input=[[1.0]])),
+    ("int32", TypeError, r"input must be float32.*int32", all_as(torch.int32)),
+    ("int64", TypeError, r"input must be float32.*int64", all_as(torch.int64)),
+    ("stride0", ValueError, r"stride must be at least 1", dict(stride=0)),
+    ("stride-negative", ValueError, r"stride must be at least 1", dict(stride=(1, -1, 1))),
+    ("stride-2-tuple", TypeError, r"stride must be an int or a sequence of 3", dict(stride=(1, 1))),
+    ("stride-float", TypeError, r"stride must be an int or a sequence of 3", dict(stride=1.0)),
+    ("dilation0", ValueError, r"dilation must be at least 1", dict(dilation=(1, 0, 1))),
+    ("padding-negative", ValueError, r"padding must be at least 0", dict(padding=-1)),
+    ("output-empty", ValueError, r"output would be", dict(input=t(2, 4, 2, 2, 2))),
+    ("output-empty-dilated", ValueError, r"output would be", dict(padding=1, dilation=(1, 1, 5))),
+]
+
+BAD_CASES = [case(op, *c) for op in CONV_OPS for c in CONV_COMMON]
+BAD_CASES += [
+    case("depthwise_conv3d", *c)
+    for c in [
+        ("weight-rank4", ValueError, r"weight must be 5-D", dict(weight=t(4, 1, 3, 3))),
+        ("weight-not-tensor", TypeError, r"weight must be a torch\.Tensor", dict(weight=3.0)),
+        ("weight-channels", ValueError, r"weight must have shape \(C, 1", dict(weight=t(3, 1, 3, 3, 3))),
+        ("weight-not-depthwise", ValueError, r"weight must have shape \(C, 1", dict(weight=t(4, 2, 3, 3, 3))),
+        ("weight-dtype", TypeError, r"weight has dtype torch\.float64", dict(weight=t(*W, dtype=F64))),
+        ("weight-device", RuntimeError, r"weight is on meta", dict(weight=t(*W, device=META))),
+        ("bias-shape", ValueError, r"bias must have shape \(4,\)", dict(bias=t(3))),
+        ("bias-2d", ValueError, r"bias must have shape \(4,\)", dict(bias=t(4, 1))),
+        ("bias-dtype", TypeError, r"bias has dtype torch\.float64", dict(bias=t(4, dtype=F64))),
+        ("bias-device", RuntimeError, r"bias is on meta", dict(bias=t(4, device=META))),
+    ]
+]
+BAD_CASES += [
+    case("conv2plus1d", *c)
+    for c in [
+        ("spatial-rank4", ValueError, r"spatial_weight must be 5-D", dict(spatial_weight=t(8, 4, 3, 3))),
+        ("temporal-not-tensor", TypeError, r"temporal_weight must be a torch\.Tensor", dict(temporal_weight=None)),
+        ("spatial-in-channels", ValueError, r"spatial_weight .* does not fit 4", dict(spatial_weight=t(8, 3, 1, 3, 3))),
+        ("spatial-groups", ValueError, r"spatial_weight .* does not fit 4", dict(spatial_weight=t(5, 2, 1, 3, 3))),
+        ("spatial-3x3x3", ValueError, r"spatial_weight must have shape", dict(spatial_weight=t(8, 4, 3, 3, 3))),
+        ("spatial-4x2x3x3x3", ValueError, r"spatial_weight must have shape", dict(spatial_weight=t(4, 2, 3, 3, 3))),
+        ("temporal-kh", ValueError, r"temporal_weight must have shape", dict(temporal_weight=t(6, 8, 3, 3, 1))),
+        ("temporal-kw", ValueError, r"temporal_weight must have shape", dict(temporal_weight=t(6, 8, 3, 1, 3))),
+        ("chain-in-channels", ValueError, r"temporal_weight .* does not fit 8", dict(temporal_weight=t(6, 5, 3, 1, 1))),
+        ("chain-too-wide", ValueError, r"temporal_weight .* does not fit 8", dict(temporal_weight=t(6, 16, 3, 1, 1))),
+        ("chain-groups", ValueError, r"temporal_weight .* does not fit 8", dict(temporal_weight=t(5, 4, 3, 1, 1))),
+        ("spatial-dtype", TypeError, r"spatial_weight has dtype", dict(spatial_weight=t(*WS, dtype=F64))),
+        ("temporal-dtype", TypeError, r"temporal_weight has dtype", dict(temporal_weight=t(*WT, dtype=torch.float16))),
+        ("spatial-device", RuntimeError, r"spatial_weight is on meta", dict(spatial_weight=t(*WS, device=META))),
+        ("temporal-device", RuntimeError, r"temporal_weight is on meta", dict(temporal_weight=t(*WT, device=META))),
+        ("spatial-bias-shape", ValueError, r"spatial_bias must have shape \(8,\)", dict(spatial_bias=t(4))),
+        ("temporal-bias-shape", ValueError, r"temporal_bias must have shape \(6,\)", dict(temporal_bias=t(8))),
+        ("spatial-bias-dtype", TypeError, r"spatial_bias has dtype", dict(spatial_bias=t(8, dtype=F64))),
+        ("temporal-bias-dtype", TypeError, r"temporal_bias has dtype", dict(temporal_bias=t(6, dtype=torch.bfloat16))),
+        ("temporal-output-empty", ValueError, r"output would be", dict(input=t(2, 4, 2, 6, 7))),
+        ("mid-activation-gelu", ValueError, r"mid_activation must be None or 'relu'", dict(mid_activation="gelu")),
+        ("mid-activation-relu-fn", ValueError, r"mid_activation", dict(mid_activation=torch.relu)),
+    ]
+]
+# groups checks, shared by both shuffles (4 and 8 channels: 3 divides neither).
+BAD_CASES += [
+    case(op, *c)
+    for op in SHUFFLE_OPS
+    for c in [
+        ("groups-not-divisor", ValueError, r"groups must be a positive divisor", dict(groups=3)),
+        ("groups0", ValueError, r"groups must be a positive divisor", dict(groups=0)),
+        ("groups-negative", ValueError, r"groups must be a positive divisor", dict(groups=-2)),
+        ("groups-float", TypeError, r"groups must be an int", dict(groups=2.0)),
+        ("groups-bool", TypeError, r"groups must be an int", dict(groups=True)),
+        ("groups-str", TypeError, r"groups must be an int", dict(groups="2")),
+    ]
+]
+BAD_CASES += [
+    case("channel_shuffle3d", *c)
+    for c in [
+        ("rank4", ValueError, r"input must be 5-D", dict(input=t(2, 4, 6, 7))),
+        ("rank6", ValueError, r"input must be 5-D", dict(input=t(*X, 1))),
+        ("input-not-tensor", TypeError, r"input must be a torch\.Tensor", dict(input=[t(*X)])),
+    ]
+]
+BAD_CASES += [
+    case("cat_shuffle3d", *c)
+    for c in [
+        ("empty-list", TypeError, r"tensors must be a non-empty list", dict(tensors=[])),
+        ("bare-tensor", TypeError, r"tensors must be a non-empty list or tuple", dict(tensors=t(2, 8, 5, 6, 7))),
+        ("element-not-tensor", TypeError, r"tensors\[1\] must be a torch\.Tensor", dict(tensors=[t(*A), 1.0])),
+        ("rank4", ValueError, r"tensors\[0\] must be 5-D", dict(tensors=[t(2, 3, 6, 7), t(2, 5, 6, 7)])),
+        ("rank6", ValueError, r"tensors\[1\] must be 5-D", dict(tensors=[t(*A), t(*B, 1)])),
+        ("dtype", TypeError, r"tensors\[1\] has dtype", dict(tensors=[t(*A), t(*B, dtype=F64)])),
+        ("device", RuntimeError, r"tensors\[1\] is on meta", dict(tensors=[t(*A), t(*B, device=META)])),
+    ]
+]
+BAD_CASES += [
+    case("cat_shuffle3d", f"mismatched-{dim_name}", ValueError, r"tensors\[1\] has shape .* does not match",
+         dict(tensors=[t(*A), t(*shape)]))
+    for dim_name, shape in [("N", (3, 5, 5, 6, 7)), ("T", (2, 5, 4, 6, 7)), ("H", (2, 5, 5, 5, 7)),
+                            ("W", (2, 5, 5, 6, 8))]
+]
+
+
+@pytest.mark.parametrize("backend", WRAPPER_BACKENDS)
+@pytest.mark.parametrize("op, overrides, exc, match", BAD_CASES)
+def test_bad_input_raises(backend, op, overrides, exc, match):
+    with vid3d.backend(backend), pytest.raises(exc, match=match) as info:
+        call(op, overrides)
+    assert f"vid3d.ops.{op}" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["gpu", "CPU", "", None, 1])
+def test_unknown_backend_name(name):
+    before = vid3d.get_backend()
+    with pytest.raises(ValueError, match=r"unknown vid3d backend"):
+        vid3d.set_backend(name)
+    with pytest.raises(ValueError, match=r"unknown vid3d backend"):
+        with vid3d.backend(name):
+            pass
+    assert vid3d.get_backend() == before
+
+
+@pytest.mark.parametrize("backend, missing", [("cuda", r"cuda tensors|CUDA|vid3d\._C"), ("triton", r"Triton")])
+@pytest.mark.parametrize("op", OPS)
+def test_unusable_backend_for_cpu_tensors(op, backend, missing):
+    match = rf"{op}: backend '{backend}' is not usable: .*({missing})"
+    with vid3d.backend(backend), pytest.raises(RuntimeError, match=match):
+        call(op)
+
+
+# ---------------------------------------------------------------- valid edge cases
+
+
+def edge_case(op, n, size, dtype):
+    """(vid3d call, PyTorch reference, argument tensors) of a valid call of ``op`` on (n, 4, *size) input.
+
+    The convs use 3x3x3 kernels (conv2plus1d: 1x3x3 grouped dense then 3x1x1 depthwise) and padding 1.
+    """
+    gen = torch.Generator().manual_seed(0)
+    r = lambda *shape: torch.randn(shape, dtype=dtype, generator=gen)  # noqa: E731
+    x = r(n, 4, *size)
+    if op == "depthwise_conv3d":
+        return (lambda x, w, b: vops.depthwise_conv3d(x, w, b, padding=1),
+                lambda x, w, b: F.conv3d(x, w, b, padding=1, groups=4), [x, r(4, 1, 3, 3, 3), r(4)])
+    if op == "conv2plus1d":
+        def reference(x, ws, wt, bs, bt):
+            mid = F.relu(F.conv3d(x, ws, bs, padding=(0, 1, 1), groups=2))
+            return F.conv3d(mid, wt, bt, padding=(1, 0, 0), groups=8)
+
+        return (lambda *a: vops.conv2plus1d(*a, padding=1, mid_activation="relu"), reference,
+                [x, r(8, 2, 1, 3, 3), r(8, 1, 3, 1, 1), r(8), r(8)])
+    if op == "channel_shuffle3d":
+        return lambda x: vops.channel_shuffle3d(x, 2), lambda x: F.channel_shuffle(x, 2), [x]
+    return (lambda x, y: vops.cat_shuffle3d([x, y], 3),
+            lambda x, y: F.channel_shuffle(torch.cat([x, y], 1), 3), [x, r(n, 2, *size)])
+
+
+def forward_backward(fn, args):
+    """fn's output and the gradients of all its arguments for a fixed random grad_output."""
+    leaves = [a.detach().clone().requires_grad_() for a in args]
+    out = fn(*leaves)
+    out.backward(torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(1)))
+    return out.detach(), [leaf.grad for leaf in leaves]
+
+
+def check_against_reference(op, n, size, dtype, backend, tol):
+    fn, reference, args = edge_case(op, n, size, dtype)
+    with vid3d.backend(backend):
+        out, grads = forward_backward(fn, args)
+    expected, expected_grads = forward_backward(reference, args)
+    assert out.shape == expected.shape and out.dtype == dtype
+    torch.testing.assert_close(out, expected, rtol=tol, atol=tol)
+    for arg, grad, expected_grad in zip(args, grads, expected_grads):
+        assert grad is not None and grad.shape == arg.shape
+        torch.testing.assert_close(grad, expected_grad, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("backend", WRAPPER_BACKENDS)
+@pytest.mark.parametrize("op", OPS)
+def test_empty_batch_matches_pytorch(op, backend):
+    # N = 0: empty outputs and input grads, all-zero weight and bias grads.
+    check_against_reference(op, 0, (3, 4, 5), torch.float32, backend, tol=0)
+
+
+@pytest.mark.parametrize("op", CONV_OPS)
+def test_single_voxel_matches_pytorch(op):
+    # T = H = W = 1 with padding 1: only the kernels' centre taps see data.
+    check_against_reference(op, 2, (1, 1, 1), torch.float64, "cpu", tol=1e-10)

@@ -1,0 +1,92 @@
+"""What a benchmark record or ``vid3d info`` reports about the machine and the build."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+
+import torch
+
+from .. import BACKENDS
+from ..ops._kernels import _C, unavailable_reason
+
+
+def _triton_version() -> str | None:
+    try:
+        import triton
+    except ImportError:
+        return None
+    return triton.__version__
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{_cpu_name()} ({torch.get_num_threads()} threads)"
+
+
+def environment(device: torch.device) -> dict:
+    """Versions and hardware, as the top level of a benchmark record."""
+    return {
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "triton": _triton_version(),
+        "commit": _commit(),
+        "cpu_isa": torch.ops.vid3d_native.cpu_isa() if _C is not None else None,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def backend_status() -> dict[str, str]:
+    """For each backend: "usable on <device>" or why it is not, for the devices present here."""
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    status = {}
+    for name in BACKENDS:
+        if name == "auto":
+            continue
+        usable = [d.type for d in devices if unavailable_reason(name, d) is None]
+        if usable:
+            status[name] = "usable on " + ", ".join(usable)
+        else:
+            status[name] = "not usable: " + "; ".join(f"{d.type}: {unavailable_reason(name, d)}" for d in devices)
+    return status
+
+
+def format_info() -> str:
+    env = environment(torch.device("cpu"))
+    lines = [
+        f"vid3d     {__import__('vid3d').__version__}",
+        f"torch     {env['torch']} (CUDA {env['cuda'] or 'none'}, cuDNN {env['cudnn'] or 'none'})",
+        f"triton    {env['triton'] or 'not installed'}",
+        f"python    {platform.python_version()}",
+        f"cpu       {_cpu_name()}, {torch.get_num_threads()} threads, vid3d kernels: {env['cpu_isa'] or 'not built'}",
+        f"gpu       {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}",
+        f"native    vid3d._C {'built' if _C is not None else 'NOT built'}"
+        + (f", CUDA kernels {'built' if _C.WITH_CUDA else 'not built'}" if _C is not None else ""),
+        f"interpret TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET', '')!r}",
+        "backends:",
+    ]
+    lines += [f"  {name:7s} {text}" for name, text in backend_status().items()]
+    return "\n".join(lines)

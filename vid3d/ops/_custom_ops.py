@@ -1,0 +1,355 @@
+"""vid3d's ops as ``torch.library`` custom ops (``torch.ops.vid3d.*``).
+
+Every op takes the resolved backend name as its last argument, so one op, one fake kernel and
+one autograd formula serve every backend, and ``torch.compile`` records which backend a traced
+call uses. The ops allocate their outputs here, in the layout of their input, and hand them to
+the backend's out-style kernels (see ``_kernels``). Arguments are validated by the public
+wrappers in ``vid3d.ops`` before these are called.
+
+Backward ops return an empty tensor for a gradient that ``output_mask`` did not ask for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._kernels import kernels
+
+_CL3D = torch.channels_last_3d
+
+
+def memory_format_of(x: Tensor) -> torch.memory_format:
+    """channels_last_3d when ``x``'s strides are laid out NDHWC (size-1 dims ignored), else contiguous."""
+    if x.is_contiguous():
+        return torch.contiguous_format
+    if x.is_contiguous(memory_format=_CL3D):
+        return _CL3D
+    order = [d for d in (1, 4, 3, 2, 0) if x.shape[d] != 1]
+    strides = [x.stride(d) for d in order]
+    channels_inner = x.shape[1] != 1 and strides == sorted(strides)
+    return _CL3D if channels_inner else torch.contiguous_format
+
+
+def _new_like(x: Tensor, shape: Sequence[int]) -> Tensor:
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
+
+
+def _nothing(x: Tensor) -> Tensor:
+    return x.new_empty(0)
+
+
+def _conv_shape(x_shape, weight_shape, stride, padding, dilation) -> list:
+    sizes = [
+        (i + 2 * p - d * (k - 1) - 1) // s + 1
+        for i, k, s, p, d in zip(x_shape[2:], weight_shape[2:], stride, padding, dilation)
+    ]
+    return [x_shape[0], weight_shape[0], *sizes]
+
+
+# ---------------------------------------------------------------- depthwise_conv3d
+
+
+@torch.library.custom_op("vid3d::depthwise_conv3d", mutates_args=())
+def depthwise_conv3d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    backend: str,
+) -> Tensor:
+    output = _new_like(input, _conv_shape(input.shape, weight.shape, stride, padding, dilation))
+    kernels(backend).depthwise_conv3d_forward(input, weight, bias, stride, padding, dilation, output)
+    return output
+
+
+@depthwise_conv3d.register_fake
+def _(input, weight, bias, stride, padding, dilation, backend):
+    return _new_like(input, _conv_shape(input.shape, weight.shape, stride, padding, dilation))
+
+
+@torch.library.custom_op("vid3d::depthwise_conv3d_backward", mutates_args=())
+def depthwise_conv3d_backward(
+    grad_output: Tensor,
+    input: Tensor,
+    weight: Tensor,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    output_mask: Sequence[bool],
+    backend: str,
+) -> tuple[Tensor, Tensor, Tensor]:
+    grads = _depthwise_grads(input, weight, output_mask)
+    wanted = [g if m else None for g, m in zip(grads, output_mask)]
+    kernels(backend).depthwise_conv3d_backward(grad_output, input, weight, stride, padding, dilation, *wanted)
+    return grads
+
+
+def _depthwise_grads(input, weight, output_mask):
+    want_input, want_weight, want_bias = output_mask
+    return (
+        _new_like(input, input.shape) if want_input else _nothing(input),
+        weight.new_empty(weight.shape) if want_weight else _nothing(weight),
+        weight.new_empty(weight.shape[0]) if want_bias else _nothing(weight),
+    )
+
+
+@depthwise_conv3d_backward.register_fake
+def _(grad_output, input, weight, stride, padding, dilation, output_mask, backend):
+    return _depthwise_grads(input, weight, output_mask)
+
+
+def _depthwise_setup_context(ctx, inputs, output):
+    input, weight, bias, stride, padding, dilation, backend = inputs
+    ctx.save_for_backward(input, weight)
+    ctx.has_bias = bias is not None
+    ctx.conv = (stride, padding, dilation)
+    ctx.backend = backend
+
+
+def _depthwise_backward(ctx, grad_output):
+    input, weight = ctx.saved_tensors
+    mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+    grad_output = grad_output.contiguous(memory_format=memory_format_of(input))
+    grads = depthwise_conv3d_backward(grad_output, input, weight, *ctx.conv, mask, ctx.backend)
+    return *(g if m else None for g, m in zip(grads, mask)), None, None, None, None
+
+
+depthwise_conv3d.register_autograd(_depthwise_backward, setup_context=_depthwise_setup_context)
+
+
+# ---------------------------------------------------------------- channel shuffle
+
+
+@torch.library.custom_op("vid3d::channel_shuffle3d", mutates_args=())
+def channel_shuffle3d(input: Tensor, groups: int, backend: str) -> Tensor:
+    output = _new_like(input, input.shape)
+    kernels(backend).cat_shuffle3d_forward([input], groups, output)
+    return output
+
+
+@channel_shuffle3d.register_fake
+def _(input, groups, backend):
+    return _new_like(input, input.shape)
+
+
+def _shuffle_setup_context(ctx, inputs, output):
+    input, groups, backend = inputs
+    ctx.inverse_groups = input.shape[1] // groups
+    ctx.backend = backend
+
+
+def _shuffle_backward(ctx, grad_output):
+    # Shuffling C channels with g groups is undone by shuffling with C / g groups.
+    return channel_shuffle3d(grad_output, ctx.inverse_groups, ctx.backend), None, None
+
+
+channel_shuffle3d.register_autograd(_shuffle_backward, setup_context=_shuffle_setup_context)
+
+
+def _cat_shape(tensors: Sequence[Tensor]) -> list:
+    first = tensors[0]
+    return [first.shape[0], sum(t.shape[1] for t in tensors), *first.shape[2:]]
+
+
+@torch.library.custom_op("vid3d::cat_shuffle3d", mutates_args=())
+def cat_shuffle3d(tensors: Sequence[Tensor], groups: int, backend: str) -> Tensor:
+    output = _new_like(tensors[0], _cat_shape(tensors))
+    kernels(backend).cat_shuffle3d_forward(tensors, groups, output)
+    return output
+
+
+@cat_shuffle3d.register_fake
+def _(tensors, groups, backend):
+    return _new_like(tensors[0], _cat_shape(tensors))
+
+
+def _split_like(grad_output: Tensor, channels: Sequence[int]) -> list[Tensor]:
+    n, _, *spatial = grad_output.shape
+    return [_new_like(grad_output, [n, c, *spatial]) for c in channels]
+
+
+@torch.library.custom_op("vid3d::cat_shuffle3d_backward", mutates_args=())
+def cat_shuffle3d_backward(grad_output: Tensor, groups: int, channels: Sequence[int], backend: str) -> list[Tensor]:
+    grads = _split_like(grad_output, channels)
+    kernels(backend).cat_shuffle3d_backward(grad_output, groups, grads)
+    return grads
+
+
+@cat_shuffle3d_backward.register_fake
+def _(grad_output, groups, channels, backend):
+    return _split_like(grad_output, channels)
+
+
+def _cat_setup_context(ctx, inputs, output):
+    tensors, groups, backend = inputs
+    ctx.channels = [t.shape[1] for t in tensors]
+    ctx.groups = groups
+    ctx.backend = backend
+
+
+def _cat_backward(ctx, grad_output):
+    return cat_shuffle3d_backward(grad_output, ctx.groups, ctx.channels, ctx.backend), None, None
+
+
+cat_shuffle3d.register_autograd(_cat_backward, setup_context=_cat_setup_context)
+
+
+# ---------------------------------------------------------------- (2+1)D convolution
+
+
+def spatial_conv_args(stride, padding, dilation):
+    """stride, padding, dilation of the (1, kh, kw) stage of a (2+1)D conv."""
+    return (1, stride[1], stride[2]), (0, padding[1], padding[2]), (1, dilation[1], dilation[2])
+
+
+def temporal_conv_args(stride, padding, dilation):
+    """stride, padding, dilation of the (kt, 1, 1) stage of a (2+1)D conv."""
+    return (stride[0], 1, 1), (padding[0], 0, 0), (dilation[0], 1, 1)
+
+
+def _is_depthwise(x: Tensor, weight: Tensor) -> bool:
+    return weight.shape[1] == 1 and weight.shape[0] == x.shape[1]
+
+
+def _stage_forward(backend: str, x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, dilation):
+    """One convolution of a (2+1)D pair: vid3d's depthwise kernel, or ATen's for a dense one."""
+    if _is_depthwise(x, weight):
+        output = _new_like(x, _conv_shape(x.shape, weight.shape, stride, padding, dilation))
+        kernels(backend).depthwise_conv3d_forward(x, weight, bias, stride, padding, dilation, output)
+        return output
+    groups = x.shape[1] // weight.shape[1]
+    output = F.conv3d(x, weight, bias, stride, padding, dilation, groups)
+    return output.contiguous(memory_format=memory_format_of(x))
+
+
+def _stage_backward(backend, grad_output, x, weight, has_bias, stride, padding, dilation, mask):
+    """(grad_x, grad_weight, grad_bias) of one stage, None where ``mask`` says not wanted."""
+    mask = [mask[0], mask[1], mask[2] and has_bias]
+    if _is_depthwise(x, weight):
+        grads = _depthwise_grads(x, weight, mask)
+        wanted = [g if m else None for g, m in zip(grads, mask)]
+        kernels(backend).depthwise_conv3d_backward(grad_output, x, weight, stride, padding, dilation, *wanted)
+        return wanted
+    groups = x.shape[1] // weight.shape[1]
+    bias_sizes = [weight.shape[0]] if has_bias else None
+    grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+        grad_output, x, weight, bias_sizes, stride, padding, dilation, False, [0, 0, 0], groups, mask
+    )
+    # ATen picks its own layouts; keep the ones the fake kernel promises.
+    return (
+        None if grad_x is None else grad_x.contiguous(memory_format=memory_format_of(x)),
+        None if grad_weight is None else grad_weight.contiguous(),
+        grad_bias,
+    )
+
+
+def _conv2plus1d_shape(input, spatial_weight, temporal_weight, stride, padding, dilation) -> list:
+    mid_shape = _conv_shape(input.shape, spatial_weight.shape, *spatial_conv_args(stride, padding, dilation))
+    return _conv_shape(mid_shape, temporal_weight.shape, *temporal_conv_args(stride, padding, dilation))
+
+
+@torch.library.custom_op("vid3d::conv2plus1d", mutates_args=())
+def conv2plus1d(
+    input: Tensor,
+    spatial_weight: Tensor,
+    temporal_weight: Tensor,
+    spatial_bias: Tensor | None,
+    temporal_bias: Tensor | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    mid_activation: str | None,
+    backend: str,
+) -> Tensor:
+    mid = _stage_forward(backend, input, spatial_weight, spatial_bias, *spatial_conv_args(stride, padding, dilation))
+    if mid_activation == "relu":
+        mid.relu_()
+    return _stage_forward(backend, mid, temporal_weight, temporal_bias, *temporal_conv_args(stride, padding, dilation))
+
+
+@conv2plus1d.register_fake
+def _(input, spatial_weight, temporal_weight, spatial_bias, temporal_bias, stride, padding, dilation,
+      mid_activation, backend):
+    return _new_like(input, _conv2plus1d_shape(input, spatial_weight, temporal_weight, stride, padding, dilation))
+
+
+@torch.library.custom_op("vid3d::conv2plus1d_backward", mutates_args=())
+def conv2plus1d_backward(
+    grad_output: Tensor,
+    input: Tensor,
+    spatial_weight: Tensor,
+    temporal_weight: Tensor,
+    spatial_bias: Tensor | None,
+    has_temporal_bias: bool,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    mid_activation: str | None,
+    output_mask: Sequence[bool],
+    backend: str,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients for (input, spatial_weight, temporal_weight, spatial_bias, temporal_bias).
+
+    The intermediate is recomputed rather than kept from the forward pass.
+    """
+    want_x, want_ws, want_wt, want_bs, want_bt = output_mask
+    spatial = spatial_conv_args(stride, padding, dilation)
+    temporal = temporal_conv_args(stride, padding, dilation)
+    mid = _stage_forward(backend, input, spatial_weight, spatial_bias, *spatial)
+    activated = mid.relu() if mid_activation == "relu" else mid
+    want_mid = want_x or want_ws or want_bs
+    grad_mid, grad_wt, grad_bt = _stage_backward(
+        backend, grad_output, activated, temporal_weight, has_temporal_bias, *temporal, [want_mid, want_wt, want_bt]
+    )
+    grad_x = grad_ws = grad_bs = None
+    if want_mid:
+        if mid_activation == "relu":
+            grad_mid = torch.where(mid > 0, grad_mid, torch.zeros_like(grad_mid))
+        grad_mid = grad_mid.contiguous(memory_format=memory_format_of(mid))
+        grad_x, grad_ws, grad_bs = _stage_backward(
+            backend, grad_mid, input, spatial_weight, spatial_bias is not None, *spatial, [want_x, want_ws, want_bs]
+        )
+    grads = (grad_x, grad_ws, grad_wt, grad_bs, grad_bt)
+    return tuple(_nothing(input) if g is None else g for g in grads)
+
+
+@conv2plus1d_backward.register_fake
+def _(grad_output, input, spatial_weight, temporal_weight, spatial_bias, has_temporal_bias, stride, padding,
+      dilation, mid_activation, output_mask, backend):
+    want_x, want_ws, want_wt, want_bs, want_bt = output_mask
+    return (
+        _new_like(input, input.shape) if want_x else _nothing(input),
+        spatial_weight.new_empty(spatial_weight.shape) if want_ws else _nothing(input),
+        temporal_weight.new_empty(temporal_weight.shape) if want_wt else _nothing(input),
+        input.new_empty(spatial_weight.shape[0]) if want_bs and spatial_bias is not None else _nothing(input),
+        input.new_empty(temporal_weight.shape[0]) if want_bt and has_temporal_bias else _nothing(input),
+    )
+
+
+def _conv2plus1d_setup_context(ctx, inputs, output):
+    input, spatial_weight, temporal_weight, spatial_bias, temporal_bias, stride, padding, dilation, act, backend = inputs
+    ctx.save_for_backward(input, spatial_weight, temporal_weight, spatial_bias)
+    ctx.has_temporal_bias = temporal_bias is not None
+    ctx.conv = (stride, padding, dilation, act)
+    ctx.backend = backend
+
+
+def _conv2plus1d_backward(ctx, grad_output):
+    input, spatial_weight, temporal_weight, spatial_bias = ctx.saved_tensors
+    needs = ctx.needs_input_grad
+    mask = [needs[0], needs[1], needs[2], needs[3] and spatial_bias is not None, needs[4] and ctx.has_temporal_bias]
+    grad_output = grad_output.contiguous(memory_format=memory_format_of(input))
+    grads = conv2plus1d_backward(
+        grad_output, input, spatial_weight, temporal_weight, spatial_bias, ctx.has_temporal_bias, *ctx.conv,
+        mask, ctx.backend,
+    )
+    return *(g if m else None for g, m in zip(grads, mask)), None, None, None, None, None
+
+
+conv2plus1d.register_autograd(_conv2plus1d_backward, setup_context=_conv2plus1d_setup_context)

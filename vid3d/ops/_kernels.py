@@ -1,0 +1,96 @@
+"""The kernel backends behind the ops, and the choice of one for a call.
+
+A backend here is a set of out-style kernels (the caller allocates every output):
+
+- ``depthwise_conv3d_forward(input, weight, bias, stride, padding, dilation, output)``
+- ``depthwise_conv3d_backward(grad_output, input, weight, stride, padding, dilation,
+  grad_input, grad_weight, grad_bias)`` (each grad may be None: not wanted)
+- ``cat_shuffle3d_forward(inputs, groups, output)``
+- ``cat_shuffle3d_backward(grad_output, groups, grad_inputs)``
+
+"cpu" and "cuda" are vid3d's native kernels (``torch.ops.vid3d_native``, dispatched on the
+tensors' device); "triton" is vid3d's Triton kernels; "torch" has no kernels of its own: the
+public ops run the PyTorch reference for it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .._backend import get_backend
+
+try:
+    from .. import _C
+except ImportError as error:  # a source tree that was never built
+    _C = None
+    _NATIVE_IMPORT_ERROR = str(error)
+else:
+    _NATIVE_IMPORT_ERROR = ""
+
+
+@dataclass(frozen=True)
+class KernelSet:
+    name: str
+    depthwise_conv3d_forward: object
+    depthwise_conv3d_backward: object
+    cat_shuffle3d_forward: object
+    cat_shuffle3d_backward: object
+
+
+def _native_kernels(name: str) -> KernelSet:
+    ops = torch.ops.vid3d_native
+    return KernelSet(
+        name,
+        ops.depthwise_conv3d_forward,
+        ops.depthwise_conv3d_backward,
+        ops.cat_shuffle3d_forward,
+        ops.cat_shuffle3d_backward,
+    )
+
+
+def unavailable_reason(name: str, device: torch.device) -> str | None:
+    """Why backend ``name`` cannot run tensors on ``device`` here, or None if it can."""
+    if name == "torch":
+        return None
+    if name in ("cpu", "cuda"):
+        if _C is None:
+            return f"the native extension vid3d._C is not built ({_NATIVE_IMPORT_ERROR}); reinstall vid3d"
+        if device.type != name:
+            return f"it runs only {name} tensors and these are on {device}"
+        if name == "cuda" and not _C.WITH_CUDA:
+            return "vid3d._C was built without CUDA kernels (reinstall with a CUDA build of torch and nvcc)"
+        return None
+    if name == "triton":
+        if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+            return "Triton runs CPU tensors only under its interpreter (set TRITON_INTERPRET=1 before importing triton)"
+        return "this build of vid3d has no Triton kernels yet"
+    raise ValueError(f"unknown vid3d backend {name!r}")
+
+
+# "auto" takes the first usable backend of its device's list. The order is measured, not
+# guessed: see bench/README.md (CPU). GPU orders are refined per shape by the CUDA work.
+AUTO_ORDER = {"cpu": ("cpu", "torch"), "cuda": ("cuda", "triton", "torch")}
+
+
+def resolve(op: str, device: torch.device) -> str:
+    """The concrete backend that runs ``op`` on ``device`` under the current setting."""
+    requested = get_backend()
+    if requested == "auto":
+        for name in AUTO_ORDER.get(device.type, ("torch",)):
+            if unavailable_reason(name, device) is None:
+                return name
+        return "torch"
+    reason = unavailable_reason(requested, device)
+    if reason is not None:
+        raise RuntimeError(f"vid3d.ops.{op}: backend {requested!r} is not usable: {reason}")
+    return requested
+
+
+def kernels(name: str) -> KernelSet:
+    """The kernel set of a resolved, non-"torch" backend."""
+    if name in ("cpu", "cuda"):
+        return _native_kernels(name)
+    raise RuntimeError(f"vid3d: backend {name!r} has no kernels")
