@@ -35,7 +35,9 @@ def _extension():
     cpu_sources = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp")
     cuda_sources = _sources("csrc/cuda/*.cu") + _sources("csrc/cuda/*.cpp")
     with_cuda = _cuda_wanted() and bool(cuda_sources)
-    cxx_flags = ["-O3"]
+    # -fopenmp makes at::parallel_for parallel in our files; the OpenMP runtime is torch's own
+    # (not linked here, so there is one runtime in the process).
+    cxx_flags = ["-O3", "-fopenmp"]
     if with_cuda:
         print(f"vid3d: building vid3d._C with CUDA: {len(cpu_sources)} C++ and {len(cuda_sources)} CUDA sources")
         return cpp_extension.CUDAExtension(

@@ -1,5 +1,6 @@
 // Compiles the depthwise kernels for one instruction set. The including file defines
-// VID3D_CPU_ISA (the namespace) and, except for the baseline build, VID3D_CPU_TARGET
+// VID3D_CPU_ISA (the namespace), VID3D_VECTOR_BYTES (the SIMD width) and, except for the
+// baseline build, VID3D_CPU_TARGET
 // (a GCC/Clang target string). Library headers come first so that they keep the default
 // target and only vid3d's kernels are retargeted; the glue picks a build at run time.
 #include <ATen/Parallel.h>

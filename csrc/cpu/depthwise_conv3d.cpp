@@ -97,7 +97,9 @@ DepthwiseConv3dParams make_params(const at::Tensor& input, const at::Tensor& wei
   }
   copy_strides(p.input_strides, input);
   copy_strides(p.output_strides, output);
-  p.channels_last = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast3d;
+  // The channels-last kernels vectorize over C and need unit channel strides.
+  p.channels_last = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast3d && input.stride(1) == 1 &&
+                    output.stride(1) == 1;
   p.scalar = scalar_kind(input.scalar_type());
   return p;
 }
@@ -137,6 +139,7 @@ void depthwise_conv3d_backward(const at::Tensor& grad_output, const at::Tensor& 
     TORCH_CHECK(grad_input->sizes() == input.sizes() && grad_input->scalar_type() == input.scalar_type(),
                 "vid3d depthwise_conv3d (cpu): grad_input must match the input");
     copy_strides(p.grad_input_strides, *grad_input);
+    p.channels_last = p.channels_last && grad_input->stride(1) == 1;
   }
   const int64_t taps = p.kernel[0] * p.kernel[1] * p.kernel[2];
   const auto double_opts = input.options().dtype(at::kDouble).memory_format(at::MemoryFormat::Contiguous);

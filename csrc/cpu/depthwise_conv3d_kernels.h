@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "depthwise_conv3d_cpu.h"
@@ -55,64 +56,312 @@ inline int64_t grain_for(int64_t work_per_item) {
 
 // ---------------------------------------------------------------- planar (NCDHW-like)
 
-// acc[wo] += w * in[(wo * step + base)] for wo in range, with Unit meaning step == 1.
-template <bool Unit, typename scalar_t, typename acc_t>
-inline void axpy_row(acc_t* __restrict acc, const scalar_t* __restrict in, acc_t w, ValidRange r,
-                     int64_t base, int64_t step) {
-  if constexpr (Unit) {
-    const scalar_t* src = in + base;
-    for (int64_t wo = r.lo; wo < r.hi; ++wo) acc[wo] += w * static_cast<acc_t>(src[wo]);
+// Vectors of the build's width (VID3D_VECTOR_BYTES per instruction set), as GCC/Clang vector
+// extensions so the same code compiles for every ISA; loads and stores are unaligned.
+template <typename T>
+struct Vec {
+  // typedef, not `using`: GCC drops vector_size on a dependent alias declaration.
+  typedef T type __attribute__((vector_size(VID3D_VECTOR_BYTES)));
+};
+template <typename acc_t>
+using vec_t = typename Vec<acc_t>::type;
+template <typename acc_t>
+constexpr int64_t kLanes = VID3D_VECTOR_BYTES / sizeof(acc_t);
+
+static_assert(sizeof(vec_t<float>) == VID3D_VECTOR_BYTES, "vector extension not applied");
+
+// A vector of acc_t from kLanes consecutive elements of p, converted.
+template <typename acc_t, typename scalar_t>
+inline vec_t<acc_t> load(const scalar_t* p) {
+  vec_t<acc_t> v;
+  if constexpr (std::is_same_v<acc_t, scalar_t>) {
+    std::memcpy(&v, p, sizeof v);
   } else {
-    for (int64_t wo = r.lo; wo < r.hi; ++wo) acc[wo] += w * static_cast<acc_t>(in[(wo * step + base)]);
+    acc_t tmp[kLanes<acc_t>];
+    for (int64_t j = 0; j < kLanes<acc_t>; ++j) tmp[j] = static_cast<acc_t>(p[j]);
+    std::memcpy(&v, tmp, sizeof v);
+  }
+  return v;
+}
+
+template <typename acc_t, typename scalar_t>
+inline void store(scalar_t* p, const vec_t<acc_t>& v) {
+  if constexpr (std::is_same_v<acc_t, scalar_t>) {
+    std::memcpy(p, &v, sizeof v);
+  } else {
+    acc_t tmp[kLanes<acc_t>];
+    std::memcpy(tmp, &v, sizeof v);
+    for (int64_t j = 0; j < kLanes<acc_t>; ++j) p[j] = static_cast<scalar_t>(tmp[j]);
   }
 }
 
-template <bool Unit, typename scalar_t, typename acc_t>
+// Outputs computed together in registers by the stencil loops (four vectors); the scratch
+// buffers below carry this much slack so a block may run past the end of its segment.
+template <typename acc_t>
+constexpr int64_t kBlock = 4 * kLanes<acc_t>;
+
+// out[i] = init + sum_t w[t] * src[off[t] + i] for i in [0, len), a block of outputs held in
+// registers across all taps. Writes (and reads) up to kBlock - 1 elements past len.
+template <typename acc_t>
+inline void correlate(acc_t* __restrict out, const acc_t* __restrict src, int64_t len,
+                      const int64_t* __restrict off, const acc_t* __restrict w, int64_t ntaps, acc_t init) {
+  using V = vec_t<acc_t>;
+  constexpr int64_t L = kLanes<acc_t>;
+  for (int64_t i0 = 0; i0 < len; i0 += 4 * L) {
+    V a0 = V{} + init, a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t t = 0; t < ntaps; ++t) {
+      const acc_t* s = src + off[t] + i0;
+      const V wt = V{} + w[t];
+      a0 += wt * load<acc_t>(s);
+      a1 += wt * load<acc_t>(s + L);
+      a2 += wt * load<acc_t>(s + 2 * L);
+      a3 += wt * load<acc_t>(s + 3 * L);
+    }
+    store<acc_t>(out + i0, a0);
+    store<acc_t>(out + i0 + L, a1);
+    store<acc_t>(out + i0 + 2 * L, a2);
+    store<acc_t>(out + i0 + 3 * L, a3);
+  }
+}
+
+// sum_i a[i] * b[i] over [0, len) rounded up to whole blocks (the caller zero-pads a).
+template <typename acc_t>
+inline acc_t dot(const acc_t* __restrict a, const acc_t* __restrict b, int64_t len) {
+  using V = vec_t<acc_t>;
+  constexpr int64_t L = kLanes<acc_t>;
+  V s0{}, s1{}, s2{}, s3{};
+  for (int64_t i0 = 0; i0 < len; i0 += 4 * L) {
+    s0 += load<acc_t>(a + i0) * load<acc_t>(b + i0);
+    s1 += load<acc_t>(a + i0 + L) * load<acc_t>(b + i0 + L);
+    s2 += load<acc_t>(a + i0 + 2 * L) * load<acc_t>(b + i0 + 2 * L);
+    s3 += load<acc_t>(a + i0 + 3 * L) * load<acc_t>(b + i0 + 3 * L);
+  }
+  const V total = (s0 + s1) + (s2 + s3);
+  acc_t lanes[L];
+  std::memcpy(lanes, &total, sizeof total);
+  acc_t sum = 0;
+  for (int64_t j = 0; j < L; ++j) sum += lanes[j];
+  return sum;
+}
+
+// A zero-padded copy of one (n, c) volume in the accumulation type. Element (t, h, w) of the
+// source goes to (t + origin[0], h + origin[1], w + origin[2]); each padded row is split into
+// `phases` interleaved phases (w % phases) of `row_phase` elements so that a stride-`phases`
+// walk along W reads consecutive elements.
+template <typename acc_t>
+struct PaddedVolume {
+  int64_t dims[3];   // padded T, H, W
+  int64_t origin[3];
+  int64_t phases, row_phase, row, plane;  // row = phases * row_phase, plane = dims[1] * row
+  std::vector<acc_t> data;
+
+  PaddedVolume(const int64_t* dims_, const int64_t* origin_, int64_t phases_, int64_t slack) {
+    for (int d = 0; d < 3; ++d) {
+      dims[d] = dims_[d];
+      origin[d] = origin_[d];
+    }
+    phases = phases_;
+    row_phase = (dims[2] + phases - 1) / phases;
+    row = phases * row_phase;
+    plane = dims[1] * row;
+    data.assign(dims[0] * plane + slack, acc_t(0));
+  }
+
+  int64_t index(int64_t t, int64_t h, int64_t w) const {
+    return t * plane + h * row + (w % phases) * row_phase + w / phases;
+  }
+
+  // Copies src[t * s[0] + h * s[1] + w * s[2]] for the size[] box; the padding stays zero.
+  template <typename scalar_t>
+  void fill(const scalar_t* src, const int64_t* size, const int64_t* s) {
+    for (int64_t t = 0; t < size[0]; ++t)
+      for (int64_t h = 0; h < size[1]; ++h) {
+        const scalar_t* src_row = src + t * s[0] + h * s[1];
+        const int64_t pt = t + origin[0], ph = h + origin[1];
+        if (phases == 1) {
+          acc_t* dst = data.data() + index(pt, ph, origin[2]);
+          if (s[2] == 1) {
+            for (int64_t w = 0; w < size[2]; ++w) dst[w] = static_cast<acc_t>(src_row[w]);
+          } else {
+            for (int64_t w = 0; w < size[2]; ++w) dst[w] = static_cast<acc_t>(src_row[w * s[2]]);
+          }
+        } else {
+          for (int64_t w = 0; w < size[2]; ++w)
+            data[index(pt, ph, w + origin[2])] = static_cast<acc_t>(src_row[w * s[2]]);
+        }
+      }
+  }
+};
+
+// Offsets into a PaddedVolume of each tap (kd, kh, kw) of a kernel with this dilation,
+// relative to the element an output position starts from.
+template <typename acc_t>
+std::vector<int64_t> tap_offsets(const PaddedVolume<acc_t>& v, const int64_t* kernel, const int64_t* dilation) {
+  std::vector<int64_t> off;
+  for (int64_t kd = 0; kd < kernel[0]; ++kd)
+    for (int64_t kh = 0; kh < kernel[1]; ++kh)
+      for (int64_t kw = 0; kw < kernel[2]; ++kw) {
+        const int64_t w = kw * dilation[2];
+        off.push_back(kd * dilation[0] * v.plane + kh * dilation[1] * v.row + (w % v.phases) * v.row_phase +
+                      w / v.phases);
+      }
+  return off;
+}
+
+// A correlation over a padded volume: out[o] = init + sum_k w[k] * v[o * stride + k * dilation + start]
+// per dimension, for every output position of one plane `to`, written to `dst` (plane of the
+// output tensor, element strides ds[0..1] for H, W). With unit H and W strides each output
+// plane is one flat segment over the padded rows (columns past the output width are computed
+// and dropped); otherwise each output row is a segment.
+template <typename scalar_t, typename acc_t>
+struct PlaneStencil {
+  const PaddedVolume<acc_t>& v;
+  std::vector<int64_t> off;
+  const int64_t* out;  // To, Ho, Wo
+  const int64_t* stride;
+  int64_t start;  // element offset of start[] in v
+  bool flat;
+
+  PlaneStencil(const PaddedVolume<acc_t>& v_, const int64_t* kernel, const int64_t* dilation, const int64_t* out_,
+               const int64_t* stride_, const int64_t* start_)
+      : v(v_), off(tap_offsets(v_, kernel, dilation)), out(out_), stride(stride_),
+        start(v_.index(start_[0], start_[1], start_[2])), flat(stride_[1] == 1 && stride_[2] == 1) {}
+
+  int64_t scratch_size() const { return (flat ? out[1] * v.row : out[2]) + kBlock<acc_t>; }
+
+  void run(int64_t to, const acc_t* weight, acc_t init, acc_t* scratch, scalar_t* dst, const int64_t* ds) const {
+    const int64_t ntaps = static_cast<int64_t>(off.size());
+    const acc_t* base = v.data.data() + start + to * stride[0] * v.plane;
+    if (flat) {
+      correlate(scratch, base, out[1] * v.row, off.data(), weight, ntaps, init);
+      for (int64_t ho = 0; ho < out[1]; ++ho) store_row(scratch + ho * v.row, dst + ho * ds[0], ds[1]);
+      return;
+    }
+    for (int64_t ho = 0; ho < out[1]; ++ho) {
+      correlate(scratch, base + ho * stride[1] * v.row, out[2], off.data(), weight, ntaps, init);
+      store_row(scratch, dst + ho * ds[0], ds[1]);
+    }
+  }
+
+  void store_row(const acc_t* src, scalar_t* dst, int64_t step) const {
+    if (step == 1) {
+      for (int64_t w = 0; w < out[2]; ++w) dst[w] = static_cast<scalar_t>(src[w]);
+    } else {
+      for (int64_t w = 0; w < out[2]; ++w) dst[w * step] = static_cast<scalar_t>(src[w]);
+    }
+  }
+};
+
+template <typename acc_t>
+PaddedVolume<acc_t> padded_input(const DepthwiseConv3dParams& p) {
+  int64_t dims[3];
+  for (int d = 0; d < 3; ++d) dims[d] = p.in_size[d] + 2 * p.padding[d];
+  // Slack: a block may run a whole padded row past the last output.
+  return PaddedVolume<acc_t>(dims, p.padding, p.stride[2], kBlock<acc_t> + dims[2] + 1);
+}
+
+template <typename scalar_t, typename acc_t>
 void forward_planar(const DepthwiseConv3dParams& p, const scalar_t* input, const acc_t* weight,
                     const acc_t* bias, scalar_t* output) {
-  const TapRanges taps(p);
-  const int64_t KT = p.kernel[0], KH = p.kernel[1], KW = p.kernel[2];
-  const int64_t To = p.out_size[0], Ho = p.out_size[1], Wo = p.out_size[2];
+  const int64_t ntaps = taps_of(p);
   const int64_t* xs = p.input_strides;
   const int64_t* ys = p.output_strides;
-  const int64_t w_step = p.stride[2] * xs[4];
-  const int64_t planes = p.batch * p.channels * To;
-
-  at::parallel_for(0, planes, grain_for(Ho * Wo * taps_of(p)), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> row(Wo);
-    for (int64_t plane = begin; plane < end; ++plane) {
-      const int64_t to = plane % To;
-      const int64_t c = (plane / To) % p.channels;
-      const int64_t n = plane / (To * p.channels);
-      const scalar_t* x_nc = input + n * xs[0] + c * xs[1];
-      const acc_t* w_c = weight + c * KT * KH * KW;
-      scalar_t* y_plane = output + n * ys[0] + c * ys[1] + to * ys[2];
+  const int64_t volume = p.out_size[0] * p.out_size[1] * p.out_size[2] * ntaps;
+  at::parallel_for(0, p.batch * p.channels, grain_for(volume), [&](int64_t begin, int64_t end) {
+    PaddedVolume<acc_t> x_pad = padded_input<acc_t>(p);
+    const int64_t start[3] = {0, 0, 0};
+    const PlaneStencil<scalar_t, acc_t> stencil(x_pad, p.kernel, p.dilation, p.out_size, p.stride, start);
+    std::vector<acc_t> scratch(stencil.scratch_size());
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const int64_t c = nc % p.channels, n = nc / p.channels;
+      x_pad.fill(input + n * xs[0] + c * xs[1], p.in_size, xs + 2);
       const acc_t init = bias ? bias[c] : acc_t(0);
-      for (int64_t ho = 0; ho < Ho; ++ho) {
-        std::fill(row.begin(), row.end(), init);
-        for (int64_t kd = 0; kd < KT; ++kd) {
-          const int64_t ti = to * p.stride[0] + taps.shift[0][kd];
-          if (ti < 0 || ti >= p.in_size[0]) continue;
-          for (int64_t kh = 0; kh < KH; ++kh) {
-            const int64_t hi = ho * p.stride[1] + taps.shift[1][kh];
-            if (hi < 0 || hi >= p.in_size[1]) continue;
-            const scalar_t* x_row = x_nc + ti * xs[2] + hi * xs[3];
-            const acc_t* w_row = w_c + (kd * KH + kh) * KW;
-            for (int64_t kw = 0; kw < KW; ++kw) {
-              axpy_row<Unit>(row.data(), x_row, w_row[kw], taps.range[2][kw],
-                             taps.shift[2][kw] * xs[4], w_step);
-            }
+      for (int64_t to = 0; to < p.out_size[0]; ++to) {
+        stencil.run(to, weight + c * ntaps, init, scratch.data(), output + n * ys[0] + c * ys[1] + to * ys[2], ys + 3);
+      }
+    }
+  });
+}
+
+// Stride-1 backward. The input gradient is the correlation of the zero-extended output gradient
+// with the flipped kernel; the weight gradient of tap k is the dot product of the output gradient
+// with the padded input shifted by k. Parallel over channels, each reduced by one thread in a
+// fixed order, so the result does not depend on the thread count.
+template <typename scalar_t, typename acc_t>
+void backward_planar_unit_stride(const DepthwiseConv3dParams& p, const scalar_t* grad_output,
+                                 const scalar_t* input, const acc_t* weight, scalar_t* grad_input,
+                                 double* grad_weight, double* grad_bias) {
+  const int64_t ntaps = taps_of(p);
+  const int64_t To = p.out_size[0], Ho = p.out_size[1], Wo = p.out_size[2];
+  const int64_t* xs = p.input_strides;
+  const int64_t* gs = p.output_strides;
+  const int64_t* dxs = p.grad_input_strides;
+  // Output gradient placed so that dx[i] = sum_k' w[K-1-k'] * g_pad[i + k' * d + shift - lo].
+  int64_t g_dims[3], g_origin[3], g_base[3];
+  for (int d = 0; d < 3; ++d) {
+    const int64_t lo = (p.kernel[d] - 1) * p.dilation[d] - p.padding[d];
+    g_origin[d] = std::max<int64_t>(lo, 0);
+    g_base[d] = g_origin[d] - lo;
+    g_dims[d] = std::max(p.out_size[d] + g_origin[d], p.in_size[d] + (p.kernel[d] - 1) * p.dilation[d] + g_base[d]);
+  }
+  const int64_t unit[3] = {1, 1, 1};
+  const int64_t volume = p.batch * To * Ho * Wo * ntaps;
+
+  at::parallel_for(0, p.channels, grain_for(volume), [&](int64_t begin, int64_t end) {
+    PaddedVolume<acc_t> x_pad = padded_input<acc_t>(p);
+    PaddedVolume<acc_t> g_pad(g_dims, g_origin, 1, kBlock<acc_t> + g_dims[2] + 1);
+    const PlaneStencil<scalar_t, acc_t> dx_stencil(g_pad, p.kernel, p.dilation, p.in_size, unit, g_base);
+    const std::vector<int64_t> x_off = tap_offsets(x_pad, p.kernel, p.dilation);
+    std::vector<acc_t> scratch(dx_stencil.scratch_size());
+    // The output gradient with the padded input's row pitch, zeros past Wo and past each plane
+    // up to a whole block, for the dot products.
+    constexpr int64_t B = kBlock<acc_t>;
+    const int64_t g_flat_plane = (Ho * x_pad.row + B - 1) / B * B;
+    std::vector<acc_t> g_flat(To * g_flat_plane, acc_t(0));
+    std::vector<acc_t> flipped(ntaps);
+    std::vector<double> dw(ntaps);
+    for (int64_t c = begin; c < end; ++c) {
+      std::reverse_copy(weight + c * ntaps, weight + (c + 1) * ntaps, flipped.begin());
+      std::fill(dw.begin(), dw.end(), 0.0);
+      double db = 0.0;
+      for (int64_t n = 0; n < p.batch; ++n) {
+        const scalar_t* g_nc = grad_output + n * gs[0] + c * gs[1];
+        if (grad_input) {
+          g_pad.fill(g_nc, p.out_size, gs + 2);
+          scalar_t* dx_nc = grad_input + n * dxs[0] + c * dxs[1];
+          for (int64_t t = 0; t < p.in_size[0]; ++t) {
+            dx_stencil.run(t, flipped.data(), acc_t(0), scratch.data(), dx_nc + t * dxs[2], dxs + 3);
           }
         }
-        scalar_t* y_row = y_plane + ho * ys[3];
-        for (int64_t wo = 0; wo < Wo; ++wo) y_row[wo * ys[4]] = static_cast<scalar_t>(row[wo]);
+        if (!grad_weight && !grad_bias) continue;
+        for (int64_t to = 0; to < To; ++to)
+          for (int64_t ho = 0; ho < Ho; ++ho) {
+            const scalar_t* src = g_nc + to * gs[2] + ho * gs[3];
+            acc_t* dst = g_flat.data() + to * g_flat_plane + ho * x_pad.row;
+            for (int64_t wo = 0; wo < Wo; ++wo) dst[wo] = static_cast<acc_t>(src[wo * gs[4]]);
+          }
+        if (grad_bias) {
+          acc_t sum = 0;
+          for (int64_t i = 0; i < To * g_flat_plane; ++i) sum += g_flat[i];
+          db += sum;
+        }
+        if (!grad_weight) continue;
+        x_pad.fill(input + n * xs[0] + c * xs[1], p.in_size, xs + 2);
+        for (int64_t to = 0; to < To; ++to) {
+          const acc_t* g_plane = g_flat.data() + to * g_flat_plane;
+          const acc_t* x_plane = x_pad.data.data() + to * x_pad.plane;
+          for (int64_t t = 0; t < ntaps; ++t) dw[t] += dot(g_plane, x_plane + x_off[t], g_flat_plane);
+        }
       }
+      if (grad_weight) std::copy(dw.begin(), dw.end(), grad_weight + c * ntaps);
+      if (grad_bias) grad_bias[c] = db;
     }
   });
 }
 
 // Parallel over channels so each channel's weight gradient is reduced by one
 // thread in a fixed order: the result does not depend on the thread count.
+// Any stride: scatter each output gradient row into the input gradient, one channel per task.
 template <bool Unit, typename scalar_t, typename acc_t>
 void backward_planar(const DepthwiseConv3dParams& p, const scalar_t* grad_output,
                      const scalar_t* input, const acc_t* weight, scalar_t* grad_input,
@@ -211,28 +460,78 @@ void backward_planar(const DepthwiseConv3dParams& p, const scalar_t* grad_output
 }
 
 // ---------------------------------------------------------------- channels-last (NDHWC-like)
+// These kernels need unit channel strides (the glue sends anything else to the planar ones).
 
-// Calls fn(tap, ti, hi, wi) for every tap of output position (to, ho, wo) that reads inside the input.
-template <typename Fn>
-inline void for_each_tap(const DepthwiseConv3dParams& p, const TapRanges& taps, int64_t to,
-                         int64_t ho, int64_t wo, Fn&& fn) {
-  const int64_t KT = p.kernel[0], KH = p.kernel[1], KW = p.kernel[2];
-  for (int64_t kd = 0; kd < KT; ++kd) {
-    const int64_t ti = to * p.stride[0] + taps.shift[0][kd];
-    if (ti < 0 || ti >= p.in_size[0]) continue;
-    for (int64_t kh = 0; kh < KH; ++kh) {
-      const int64_t hi = ho * p.stride[1] + taps.shift[1][kh];
-      if (hi < 0 || hi >= p.in_size[1]) continue;
-      for (int64_t kw = 0; kw < KW; ++kw) {
-        const int64_t wi = wo * p.stride[2] + taps.shift[2][kw];
-        if (wi < 0 || wi >= p.in_size[2]) continue;
-        fn((kd * KH + kh) * KW + kw, ti, hi, wi);
-      }
+// y[c] = init[c] + sum_k w[w_off[k] + c] * src[src_off[k] + c] for c in [0, C): channel
+// vectors in registers across the taps. init may be null (zero).
+template <typename scalar_t, typename acc_t>
+inline void accumulate_taps(scalar_t* y, const scalar_t* src, const acc_t* w, const int64_t* src_off,
+                            const int64_t* w_off, int64_t ntaps, const acc_t* init, int64_t C) {
+  using V = vec_t<acc_t>;
+  constexpr int64_t L = kLanes<acc_t>;
+  int64_t c0 = 0;
+  for (; c0 + 4 * L <= C; c0 += 4 * L) {
+    V a0 = init ? load<acc_t>(init + c0) : V{};
+    V a1 = init ? load<acc_t>(init + c0 + L) : V{};
+    V a2 = init ? load<acc_t>(init + c0 + 2 * L) : V{};
+    V a3 = init ? load<acc_t>(init + c0 + 3 * L) : V{};
+    for (int64_t k = 0; k < ntaps; ++k) {
+      const scalar_t* s = src + src_off[k] + c0;
+      const acc_t* wk = w + w_off[k] + c0;
+      a0 += load<acc_t>(wk) * load<acc_t>(s);
+      a1 += load<acc_t>(wk + L) * load<acc_t>(s + L);
+      a2 += load<acc_t>(wk + 2 * L) * load<acc_t>(s + 2 * L);
+      a3 += load<acc_t>(wk + 3 * L) * load<acc_t>(s + 3 * L);
     }
+    store<acc_t>(y + c0, a0);
+    store<acc_t>(y + c0 + L, a1);
+    store<acc_t>(y + c0 + 2 * L, a2);
+    store<acc_t>(y + c0 + 3 * L, a3);
+  }
+  for (; c0 + L <= C; c0 += L) {
+    V a = init ? load<acc_t>(init + c0) : V{};
+    for (int64_t k = 0; k < ntaps; ++k) a += load<acc_t>(w + w_off[k] + c0) * load<acc_t>(src + src_off[k] + c0);
+    store<acc_t>(y + c0, a);
+  }
+  for (; c0 < C; ++c0) {
+    acc_t a = init ? init[c0] : acc_t(0);
+    for (int64_t k = 0; k < ntaps; ++k) a += w[w_off[k] + c0] * static_cast<acc_t>(src[src_off[k] + c0]);
+    y[c0] = static_cast<scalar_t>(a);
   }
 }
 
-// Output index o such that o * stride + shift == i, or -1.
+// lane[c] += a[c] * b[c] for c in [0, C).
+template <typename scalar_t, typename acc_t>
+inline void fma_into(acc_t* __restrict lane, const acc_t* __restrict a, const scalar_t* __restrict b, int64_t C) {
+  constexpr int64_t L = kLanes<acc_t>;
+  int64_t c = 0;
+  for (; c + L <= C; c += L) store<acc_t>(lane + c, load<acc_t>(lane + c) + load<acc_t>(a + c) * load<acc_t>(b + c));
+  for (; c < C; ++c) lane[c] += a[c] * static_cast<acc_t>(b[c]);
+}
+
+// The taps of output position (to, ho, wo) that read inside the input: their input offsets
+// (element strides xs) and weight offsets (tap * C). Returns how many.
+inline int64_t forward_taps(const DepthwiseConv3dParams& p, const TapRanges& taps, int64_t to, int64_t ho,
+                            int64_t wo, const int64_t* xs, int64_t* src_off, int64_t* w_off) {
+  int64_t k = 0;
+  for (int64_t kd = 0; kd < p.kernel[0]; ++kd) {
+    const int64_t ti = to * p.stride[0] + taps.shift[0][kd];
+    if (ti < 0 || ti >= p.in_size[0]) continue;
+    for (int64_t kh = 0; kh < p.kernel[1]; ++kh) {
+      const int64_t hi = ho * p.stride[1] + taps.shift[1][kh];
+      if (hi < 0 || hi >= p.in_size[1]) continue;
+      for (int64_t kw = 0; kw < p.kernel[2]; ++kw) {
+        const int64_t wi = wo * p.stride[2] + taps.shift[2][kw];
+        if (wi < 0 || wi >= p.in_size[2]) continue;
+        src_off[k] = ti * xs[2] + hi * xs[3] + wi * xs[4];
+        w_off[k++] = ((kd * p.kernel[1] + kh) * p.kernel[2] + kw) * p.channels;
+      }
+    }
+  }
+  return k;
+}
+
+// Output index o with o * stride + shift == i, or -1.
 inline int64_t source_index(int64_t i, int64_t shift, int64_t stride, int64_t out_size) {
   const int64_t num = i - shift;
   if (num < 0 || num % stride != 0) return -1;
@@ -240,66 +539,70 @@ inline int64_t source_index(int64_t i, int64_t shift, int64_t stride, int64_t ou
   return o < out_size ? o : -1;
 }
 
-template <typename scalar_t, typename acc_t>
-inline void fma_channels(acc_t* __restrict acc, const acc_t* __restrict w,
-                         const scalar_t* __restrict x, int64_t C, int64_t x_cstride) {
-  if (x_cstride == 1) {
-    for (int64_t c = 0; c < C; ++c) acc[c] += w[c] * static_cast<acc_t>(x[c]);
-  } else {
-    for (int64_t c = 0; c < C; ++c) acc[c] += w[c] * static_cast<acc_t>(x[c * x_cstride]);
+// The output positions that read input position (ti, hi, wi), as offsets into the output
+// gradient (element strides gs) and weight offsets. Returns how many.
+inline int64_t input_grad_taps(const DepthwiseConv3dParams& p, const TapRanges& taps, int64_t ti, int64_t hi,
+                               int64_t wi, const int64_t* gs, int64_t* src_off, int64_t* w_off) {
+  int64_t k = 0;
+  for (int64_t kd = 0; kd < p.kernel[0]; ++kd) {
+    const int64_t to = source_index(ti, taps.shift[0][kd], p.stride[0], p.out_size[0]);
+    if (to < 0) continue;
+    for (int64_t kh = 0; kh < p.kernel[1]; ++kh) {
+      const int64_t ho = source_index(hi, taps.shift[1][kh], p.stride[1], p.out_size[1]);
+      if (ho < 0) continue;
+      for (int64_t kw = 0; kw < p.kernel[2]; ++kw) {
+        const int64_t wo = source_index(wi, taps.shift[2][kw], p.stride[2], p.out_size[2]);
+        if (wo < 0) continue;
+        src_off[k] = to * gs[2] + ho * gs[3] + wo * gs[4];
+        w_off[k++] = ((kd * p.kernel[1] + kh) * p.kernel[2] + kw) * p.channels;
+      }
+    }
   }
+  return k;
 }
 
 template <typename scalar_t, typename acc_t>
-inline void store_channels(scalar_t* y, const acc_t* acc, int64_t C, int64_t y_cstride) {
-  if (y_cstride == 1) {
-    for (int64_t c = 0; c < C; ++c) y[c] = static_cast<scalar_t>(acc[c]);
-  } else {
-    for (int64_t c = 0; c < C; ++c) y[c * y_cstride] = static_cast<scalar_t>(acc[c]);
-  }
-}
-
-template <typename scalar_t, typename acc_t>
-void forward_channels_last(const DepthwiseConv3dParams& p, const scalar_t* input,
-                           const acc_t* weight, const acc_t* bias, scalar_t* output) {
+void forward_channels_last(const DepthwiseConv3dParams& p, const scalar_t* input, const acc_t* weight,
+                           const acc_t* bias, scalar_t* output) {
   const TapRanges taps(p);
-  const int64_t C = p.channels;
+  const int64_t ntaps = taps_of(p);
   const int64_t To = p.out_size[0], Ho = p.out_size[1], Wo = p.out_size[2];
   const int64_t* xs = p.input_strides;
   const int64_t* ys = p.output_strides;
-  const int64_t rows = p.batch * To * Ho;
+  // Positions whose taps all lie inside along W share one tap list, shifted by wo.
+  ValidRange inner{0, Wo};
+  for (const ValidRange& r : taps.range[2]) inner = {std::max(inner.lo, r.lo), std::min(inner.hi, r.hi)};
+  inner.hi = std::max(inner.lo, inner.hi);
 
-  at::parallel_for(0, rows, grain_for(Wo * C * taps_of(p)), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> acc(C);
+  at::parallel_for(0, p.batch * To * Ho, grain_for(Wo * p.channels * ntaps), [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> src_off(ntaps), w_off(ntaps), inner_src(ntaps), inner_w(ntaps);
     for (int64_t row = begin; row < end; ++row) {
-      const int64_t ho = row % Ho;
-      const int64_t to = (row / Ho) % To;
-      const int64_t n = row / (Ho * To);
+      const int64_t ho = row % Ho, to = (row / Ho) % To, n = row / (Ho * To);
       const scalar_t* x_n = input + n * xs[0];
+      scalar_t* y_row = output + n * ys[0] + to * ys[2] + ho * ys[3];
+      const int64_t n_inner = inner.lo < inner.hi
+                                  ? forward_taps(p, taps, to, ho, inner.lo, xs, inner_src.data(), inner_w.data())
+                                  : 0;
       for (int64_t wo = 0; wo < Wo; ++wo) {
-        if (bias) {
-          std::copy(bias, bias + C, acc.begin());
+        if (wo >= inner.lo && wo < inner.hi) {
+          const int64_t shift = (wo - inner.lo) * p.stride[2] * xs[4];
+          accumulate_taps(y_row + wo * ys[4], x_n + shift, weight, inner_src.data(), inner_w.data(), n_inner, bias,
+                          p.channels);
         } else {
-          std::fill(acc.begin(), acc.end(), acc_t(0));
+          const int64_t k = forward_taps(p, taps, to, ho, wo, xs, src_off.data(), w_off.data());
+          accumulate_taps(y_row + wo * ys[4], x_n, weight, src_off.data(), w_off.data(), k, bias, p.channels);
         }
-        for_each_tap(p, taps, to, ho, wo, [&](int64_t tap, int64_t ti, int64_t hi, int64_t wi) {
-          fma_channels(acc.data(), weight + tap * C, x_n + ti * xs[2] + hi * xs[3] + wi * xs[4],
-                             C, xs[1]);
-        });
-        store_channels(output + n * ys[0] + to * ys[2] + ho * ys[3] + wo * ys[4], acc.data(), C, ys[1]);
       }
     }
   });
 }
 
 template <typename scalar_t, typename acc_t>
-void backward_channels_last(const DepthwiseConv3dParams& p, const scalar_t* grad_output,
-                            const scalar_t* input, const acc_t* weight, scalar_t* grad_input,
-                            double* grad_weight, double* grad_bias) {
+void backward_channels_last(const DepthwiseConv3dParams& p, const scalar_t* grad_output, const scalar_t* input,
+                            const acc_t* weight, scalar_t* grad_input, double* grad_weight, double* grad_bias) {
   const TapRanges taps(p);
   const int64_t C = p.channels;
   const int64_t ntaps = taps_of(p);
-  const int64_t KT = p.kernel[0], KH = p.kernel[1], KW = p.kernel[2];
   const int64_t T = p.in_size[0], H = p.in_size[1], W = p.in_size[2];
   const int64_t To = p.out_size[0], Ho = p.out_size[1], Wo = p.out_size[2];
   const int64_t* xs = p.input_strides;
@@ -310,31 +613,13 @@ void backward_channels_last(const DepthwiseConv3dParams& p, const scalar_t* grad
     // Gather form: each input position sums the output positions that read it, so no two
     // threads write the same element.
     at::parallel_for(0, p.batch * T * H, grain_for(W * C * ntaps), [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> acc(C);
+      std::vector<int64_t> src_off(ntaps), w_off(ntaps);
       for (int64_t row = begin; row < end; ++row) {
-        const int64_t hi = row % H;
-        const int64_t ti = (row / H) % T;
-        const int64_t n = row / (H * T);
-        const scalar_t* g_n = grad_output + n * gs[0];
+        const int64_t hi = row % H, ti = (row / H) % T, n = row / (H * T);
         for (int64_t wi = 0; wi < W; ++wi) {
-          std::fill(acc.begin(), acc.end(), acc_t(0));
-          for (int64_t kd = 0; kd < KT; ++kd) {
-            const int64_t to = source_index(ti, taps.shift[0][kd], p.stride[0], To);
-            if (to < 0) continue;
-            for (int64_t kh = 0; kh < KH; ++kh) {
-              const int64_t ho = source_index(hi, taps.shift[1][kh], p.stride[1], Ho);
-              if (ho < 0) continue;
-              for (int64_t kw = 0; kw < KW; ++kw) {
-                const int64_t wo = source_index(wi, taps.shift[2][kw], p.stride[2], Wo);
-                if (wo < 0) continue;
-                const int64_t tap = (kd * KH + kh) * KW + kw;
-                fma_channels(acc.data(), weight + tap * C,
-                                    g_n + to * gs[2] + ho * gs[3] + wo * gs[4], C, gs[1]);
-              }
-            }
-          }
-          store_channels(grad_input + n * dxs[0] + ti * dxs[2] + hi * dxs[3] + wi * dxs[4],
-                         acc.data(), C, dxs[1]);
+          const int64_t k = input_grad_taps(p, taps, ti, hi, wi, gs, src_off.data(), w_off.data());
+          accumulate_taps(grad_input + n * dxs[0] + ti * dxs[2] + hi * dxs[3] + wi * dxs[4], grad_output + n * gs[0],
+                          weight, src_off.data(), w_off.data(), k, static_cast<const acc_t*>(nullptr), C);
         }
       }
     });
@@ -353,25 +638,22 @@ void backward_channels_last(const DepthwiseConv3dParams& p, const scalar_t* grad
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> lanes(lanes_per_row);
     std::vector<acc_t> go(C);
+    std::vector<int64_t> src_off(ntaps), w_off(ntaps);
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       double* out = partial.data() + chunk * lanes_per_row;
       const int64_t row_end = std::min(rows, (chunk + 1) * rows_per_chunk);
       for (int64_t row = chunk * rows_per_chunk; row < row_end; ++row) {
-        const int64_t ho = row % Ho;
-        const int64_t to = (row / Ho) % To;
-        const int64_t n = row / (Ho * To);
+        const int64_t ho = row % Ho, to = (row / Ho) % To, n = row / (Ho * To);
         const scalar_t* x_n = input + n * xs[0];
         std::fill(lanes.begin(), lanes.end(), acc_t(0));
         acc_t* bias_lane = lanes.data() + ntaps * C;
         for (int64_t wo = 0; wo < Wo; ++wo) {
           const scalar_t* g = grad_output + n * gs[0] + to * gs[2] + ho * gs[3] + wo * gs[4];
-          for (int64_t c = 0; c < C; ++c) go[c] = static_cast<acc_t>(g[c * gs[1]]);
+          for (int64_t c = 0; c < C; ++c) go[c] = static_cast<acc_t>(g[c]);
           for (int64_t c = 0; c < C; ++c) bias_lane[c] += go[c];
           if (!grad_weight) continue;
-          for_each_tap(p, taps, to, ho, wo, [&](int64_t tap, int64_t ti, int64_t hi, int64_t wi) {
-            fma_channels(lanes.data() + tap * C, go.data(),
-                               x_n + ti * xs[2] + hi * xs[3] + wi * xs[4], C, xs[1]);
-          });
+          const int64_t k = forward_taps(p, taps, to, ho, wo, xs, src_off.data(), w_off.data());
+          for (int64_t i = 0; i < k; ++i) fma_into(lanes.data() + w_off[i], go.data(), x_n + src_off[i], C);
         }
         for (int64_t i = 0; i < lanes_per_row; ++i) out[i] += lanes[i];
       }
@@ -400,10 +682,8 @@ void forward_typed(const DepthwiseConv3dParams& p, const void* input, const void
   auto* y = static_cast<scalar_t*>(output);
   if (p.channels_last) {
     forward_channels_last(p, x, w, b, y);
-  } else if (p.stride[2] * p.input_strides[4] == 1) {
-    forward_planar<true>(p, x, w, b, y);
   } else {
-    forward_planar<false>(p, x, w, b, y);
+    forward_planar(p, x, w, b, y);
   }
 }
 
@@ -416,6 +696,8 @@ void backward_typed(const DepthwiseConv3dParams& p, const void* grad_output, con
   auto* dx = static_cast<scalar_t*>(grad_input);
   if (p.channels_last) {
     backward_channels_last(p, g, x, w, dx, grad_weight, grad_bias);
+  } else if (p.stride[0] == 1 && p.stride[1] == 1 && p.stride[2] == 1) {
+    backward_planar_unit_stride(p, g, x, w, dx, grad_weight, grad_bias);
   } else if (p.stride[2] * p.input_strides[4] == 1) {
     backward_planar<true>(p, g, x, w, dx, grad_weight, grad_bias);
   } else {

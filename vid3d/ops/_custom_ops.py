@@ -35,7 +35,9 @@ def memory_format_of(x: Tensor) -> torch.memory_format:
 
 
 def _new_like(x: Tensor, shape: Sequence[int]) -> Tensor:
-    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
+    """Every output and gradient the ops allocate: x's dtype and device, 5-D ones in x's layout."""
+    fmt = memory_format_of(x) if x.dim() == 5 and len(shape) == 5 else torch.contiguous_format
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
 
 
 def _nothing(x: Tensor) -> Tensor:
@@ -94,8 +96,8 @@ def _depthwise_grads(input, weight, output_mask):
     want_input, want_weight, want_bias = output_mask
     return (
         _new_like(input, input.shape) if want_input else _nothing(input),
-        weight.new_empty(weight.shape) if want_weight else _nothing(weight),
-        weight.new_empty(weight.shape[0]) if want_bias else _nothing(weight),
+        _new_like(weight, weight.shape) if want_weight else _nothing(weight),
+        _new_like(weight, [weight.shape[0]]) if want_bias else _nothing(weight),
     )
 
 
@@ -244,7 +246,7 @@ def _stage_backward(backend, grad_output, x, weight, has_bias, stride, padding, 
     # ATen picks its own layouts; keep the ones the fake kernel promises.
     return (
         None if grad_x is None else grad_x.contiguous(memory_format=memory_format_of(x)),
-        None if grad_weight is None else grad_weight.contiguous(),
+        None if grad_weight is None else grad_weight.contiguous(memory_format=memory_format_of(weight)),
         grad_bias,
     )
 
@@ -325,10 +327,10 @@ def _(grad_output, input, spatial_weight, temporal_weight, spatial_bias, has_tem
     want_x, want_ws, want_wt, want_bs, want_bt = output_mask
     return (
         _new_like(input, input.shape) if want_x else _nothing(input),
-        spatial_weight.new_empty(spatial_weight.shape) if want_ws else _nothing(input),
-        temporal_weight.new_empty(temporal_weight.shape) if want_wt else _nothing(input),
-        input.new_empty(spatial_weight.shape[0]) if want_bs and spatial_bias is not None else _nothing(input),
-        input.new_empty(temporal_weight.shape[0]) if want_bt and has_temporal_bias else _nothing(input),
+        _new_like(spatial_weight, spatial_weight.shape) if want_ws else _nothing(input),
+        _new_like(temporal_weight, temporal_weight.shape) if want_wt else _nothing(input),
+        _new_like(input, [spatial_weight.shape[0]]) if want_bs and spatial_bias is not None else _nothing(input),
+        _new_like(input, [temporal_weight.shape[0]]) if want_bt and has_temporal_bias else _nothing(input),
     )
 
 

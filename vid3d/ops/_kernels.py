@@ -16,6 +16,7 @@ public ops run the PyTorch reference for it.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,12 @@ try:
 except ImportError as error:  # a source tree that was never built
     _C = None
     _NATIVE_IMPORT_ERROR = str(error)
+    warnings.warn(
+        f"vid3d: the native extension vid3d._C could not be imported ({error}); only the 'torch' backend "
+        "is usable. Install vid3d (pip install --no-build-isolation .) and import it from outside the source tree.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 else:
     _NATIVE_IMPORT_ERROR = ""
 

@@ -1,0 +1,362 @@
+"""The ops against PyTorch computed in float64: forward and every gradient, over shapes, kernel
+sizes, strides, paddings, dilations, layouts and dtypes; gradcheck, opcheck, torch.compile,
+autocast and determinism."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import vid3d
+from vid3d import ops
+
+from _helpers import LAYOUTS, assert_close, make_layout
+
+BACKENDS = ("cpu",)
+
+# (input shape, kernel, stride, padding, dilation)
+DEPTHWISE_CASES = [
+    ((2, 3, 5, 6, 7), (3, 3, 3), 1, 1, 1),
+    ((1, 4, 4, 9, 10), (1, 3, 3), (1, 2, 2), (0, 1, 1), 1),
+    ((2, 2, 6, 5, 4), (3, 1, 1), (2, 1, 1), (1, 0, 0), (2, 1, 1)),
+    ((1, 3, 5, 7, 6), (5, 5, 5), 1, 2, 1),
+    ((1, 2, 4, 6, 8), (2, 4, 3), (2, 3, 1), (1, 2, 0), (1, 2, 3)),
+    ((2, 5, 1, 1, 1), (3, 3, 3), 1, 1, 1),
+    ((1, 16, 3, 5, 5), (3, 3, 3), 2, 1, 1),
+    ((1, 17, 3, 5, 5), (3, 3, 3), 1, 1, 1),
+    ((2, 70, 2, 3, 4), (3, 3, 3), (1, 2, 1), 1, (1, 1, 2)),
+    ((1, 8, 3, 12, 40), (3, 3, 3), 1, 1, 1),
+]
+
+
+def _randn(shape, dtype, seed):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
+
+
+def _depthwise_check(case, layout, dtype, backend, with_bias=True):
+    shape, kernel, stride, padding, dilation = case
+    x64 = _randn(shape, torch.float64, 0)
+    w64 = _randn((shape[1], 1, *kernel), torch.float64, 1)
+    b64 = _randn((shape[1],), torch.float64, 2) if with_bias else None
+    leaves64 = [t.clone().requires_grad_() for t in (x64, w64, b64) if t is not None]
+    ref = F.conv3d(leaves64[0], leaves64[1], leaves64[2] if with_bias else None, stride, padding, dilation, shape[1])
+    grad = _randn(ref.shape, torch.float64, 3)
+    ref_grads = torch.autograd.grad(ref, leaves64, grad)
+
+    x = make_layout(x64.to(dtype), layout).requires_grad_()
+    w = w64.to(dtype).requires_grad_()
+    b = b64.to(dtype).requires_grad_() if with_bias else None
+    leaves = [t for t in (x, w, b) if t is not None]
+    with vid3d.backend(backend):
+        y = ops.depthwise_conv3d(x, w, b, stride, padding, dilation)
+    expect_cl = layout == "channels_last_3d" and shape[1] > 1 and shape[2] * shape[3] * shape[4] > 1
+    assert y.is_contiguous(memory_format=torch.channels_last_3d if expect_cl else torch.contiguous_format)
+    assert y.dtype == dtype
+    assert_close(y, ref, dtype, "output")
+    grads = torch.autograd.grad(y, leaves, grad.to(dtype))
+    for name, g, r in zip(("grad_input", "grad_weight", "grad_bias"), grads, ref_grads):
+        assert_close(g, r, dtype, name)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=lambda c: f"{c[0]}-k{c[1]}-s{c[2]}-p{c[3]}-d{c[4]}")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_depthwise_conv3d_matches_pytorch(case, layout, dtype, backend):
+    _depthwise_check(case, layout, dtype, backend)
+
+
+@pytest.mark.parametrize("layout", ["ncdhw", "channels_last_3d"])
+@pytest.mark.parametrize("case", DEPTHWISE_CASES[:4] + DEPTHWISE_CASES[7:9], ids=str)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_depthwise_conv3d_low_precision(case, layout, dtype):
+    _depthwise_check(case, layout, dtype, "cpu")
+
+
+@pytest.mark.parametrize("case", DEPTHWISE_CASES[:3], ids=str)
+def test_depthwise_conv3d_without_bias(case):
+    _depthwise_check(case, "ncdhw", torch.float64, "cpu", with_bias=False)
+
+
+def test_depthwise_conv3d_only_some_gradients():
+    x = _randn((2, 4, 5, 6, 7), torch.float64, 0)
+    w = _randn((4, 1, 3, 3, 3), torch.float64, 1).requires_grad_()
+    y = ops.depthwise_conv3d(x, w, None, 1, 1)
+    (gw,) = torch.autograd.grad(y.sum(), [w])
+    ref_w = w.detach().clone().requires_grad_()
+    (ref,) = torch.autograd.grad(F.conv3d(x, ref_w, None, 1, 1, 1, 4).sum(), [ref_w])
+    assert_close(gw, ref, torch.float64)
+
+
+@pytest.mark.parametrize(
+    "isa", ["generic", "avx2"], ids=lambda isa: f"VID3D_CPU_ISA={isa}"
+)
+def test_every_instruction_set_build(isa, tmp_path):
+    """The kernels compiled for narrower instruction sets give the same answers."""
+    script = textwrap.dedent(
+        f"""
+        import torch, vid3d, sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        assert torch.ops.vid3d_native.cpu_isa() in ({isa!r}, "generic"), torch.ops.vid3d_native.cpu_isa()
+        import test_ops
+        for case in test_ops.DEPTHWISE_CASES:
+            for layout in ("ncdhw", "channels_last_3d"):
+                test_ops._depthwise_check(case, layout, torch.float32, "cpu")
+                test_ops._depthwise_check(case, layout, torch.float64, "cpu")
+        print("ok")
+        """
+    )
+    env = dict(os.environ, VID3D_CPU_ISA=isa)
+    # Run outside the source tree so that the installed vid3d (with its extension) is imported.
+    result = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- shuffles
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape,groups", [((2, 6, 3, 4, 5), 3), ((1, 8, 2, 3, 3), 2), ((3, 12, 1, 2, 7), 4),
+                                          ((1, 5, 2, 2, 2), 5), ((2, 4, 2, 3, 3), 1)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_channel_shuffle3d_matches_pytorch(shape, groups, layout, dtype):
+    x64 = _randn(shape, torch.float64, 0)
+    x = make_layout(x64.to(dtype), layout).requires_grad_()
+    y = ops.channel_shuffle3d(x, groups)
+    ref = F.channel_shuffle(x64.to(dtype), groups)
+    assert torch.equal(y, ref)
+    grad = _randn(shape, torch.float64, 1).to(dtype)
+    (gx,) = torch.autograd.grad(y, [x], grad)
+    x_ref = x64.to(dtype).requires_grad_()
+    (g_ref,) = torch.autograd.grad(F.channel_shuffle(x_ref, groups), [x_ref], grad)
+    assert torch.equal(gx, g_ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int8, torch.bool, torch.complex128])
+def test_channel_shuffle3d_any_dtype(dtype):
+    x = (torch.arange(2 * 6 * 2 * 3 * 3).reshape(2, 6, 2, 3, 3) % 7).to(dtype)
+    assert torch.equal(ops.channel_shuffle3d(x, 2), F.channel_shuffle(x, 2))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("channels,groups", [((2, 4), 3), ((3, 3, 6), 4), ((5,), 5), ((1, 1), 2), ((8, 8), 2)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cat_shuffle3d_matches_pytorch(channels, groups, layout, dtype):
+    parts64 = [_randn((2, c, 3, 4, 5), torch.float64, i) for i, c in enumerate(channels)]
+    parts = [make_layout(p.to(dtype), layout).requires_grad_() for p in parts64]
+    y = ops.cat_shuffle3d(parts, groups)
+    ref = F.channel_shuffle(torch.cat([p.to(dtype) for p in parts64], 1), groups)
+    assert torch.equal(y, ref)
+    grad = _randn(ref.shape, torch.float64, 9).to(dtype)
+    grads = torch.autograd.grad(y, parts, grad)
+    ref_parts = [p.to(dtype).requires_grad_() for p in parts64]
+    ref_grads = torch.autograd.grad(F.channel_shuffle(torch.cat(ref_parts, 1), groups), ref_parts, grad)
+    for g, r in zip(grads, ref_grads):
+        assert torch.equal(g, r)
+
+
+# ---------------------------------------------------------------- (2+1)D
+
+
+def _conv2plus1d_weights(c_in, c_mid, c_out, g_s, g_t, kh, kt, dtype):
+    return (
+        _randn((c_mid, c_in // g_s, 1, kh, kh), torch.float64, 11).to(dtype),
+        _randn((c_out, c_mid // g_t, kt, 1, 1), torch.float64, 12).to(dtype),
+        _randn((c_mid,), torch.float64, 13).to(dtype),
+        _randn((c_out,), torch.float64, 14).to(dtype),
+    )
+
+
+CONV2PLUS1D_CASES = [
+    # c_in, c_mid, c_out, spatial groups, temporal groups, kh, kt, stride, padding, dilation
+    (4, 4, 4, 4, 4, 3, 3, 1, 1, 1),  # depthwise, depthwise
+    (4, 6, 5, 1, 1, 3, 3, (2, 1, 1), (1, 1, 1), 1),  # dense, dense
+    (4, 8, 8, 2, 8, 3, 3, (1, 2, 2), (1, 0, 1), (2, 1, 1)),  # grouped, depthwise
+    (6, 6, 3, 6, 3, 5, 2, (2, 1, 2), (0, 2, 2), (1, 1, 1)),  # depthwise, grouped
+]
+
+
+@pytest.mark.parametrize("layout", ["ncdhw", "channels_last_3d", "strided"])
+@pytest.mark.parametrize("case", CONV2PLUS1D_CASES, ids=str)
+@pytest.mark.parametrize("mid_activation", [None, "relu"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_conv2plus1d_matches_pytorch(case, mid_activation, layout, dtype):
+    c_in, c_mid, c_out, g_s, g_t, kh, kt, stride, padding, dilation = case
+    x64 = _randn((2, c_in, 5, 7, 6), torch.float64, 10)
+    params64 = _conv2plus1d_weights(c_in, c_mid, c_out, g_s, g_t, kh, kt, torch.float64)
+    leaves64 = [t.clone().requires_grad_() for t in (x64, *params64)]
+    with vid3d.backend("torch"):
+        ref = ops.conv2plus1d(*leaves64, stride, padding, dilation, mid_activation)
+    grad = _randn(ref.shape, torch.float64, 15)
+    ref_grads = torch.autograd.grad(ref, leaves64, grad)
+
+    leaves = [make_layout(x64.to(dtype), layout).requires_grad_()] + [p.to(dtype).requires_grad_() for p in params64]
+    with vid3d.backend("cpu"):
+        y = ops.conv2plus1d(*leaves, stride, padding, dilation, mid_activation)
+    assert_close(y, ref, dtype, "output")
+    for i, (g, r) in enumerate(zip(torch.autograd.grad(y, leaves, grad.to(dtype)), ref_grads)):
+        assert_close(g, r, dtype, f"gradient {i}")
+
+
+def test_conv2plus1d_reference_is_two_convs():
+    """The "torch" backend itself against two explicit F.conv3d calls."""
+    x = _randn((1, 3, 4, 5, 5), torch.float64, 0)
+    ws, wt, bs, bt = _conv2plus1d_weights(3, 6, 4, 3, 2, 3, 3, torch.float64)
+    with vid3d.backend("torch"):
+        y = ops.conv2plus1d(x, ws, wt, bs, bt, (2, 1, 1), (1, 1, 1), 1, "relu")
+    mid = F.relu(F.conv3d(x, ws, bs, (1, 1, 1), (0, 1, 1), 1, 3))
+    assert torch.equal(y, F.conv3d(mid, wt, bt, (2, 1, 1), (1, 0, 0), 1, 2))
+
+
+# ---------------------------------------------------------------- op contract
+
+
+def _small_args():
+    x = _randn((2, 4, 3, 4, 5), torch.float64, 0).requires_grad_()
+    w = _randn((4, 1, 3, 3, 3), torch.float64, 1).requires_grad_()
+    b = _randn((4,), torch.float64, 2).requires_grad_()
+    y = _randn((2, 2, 3, 4, 5), torch.float64, 3).requires_grad_()
+    ws = _randn((4, 1, 1, 3, 3), torch.float64, 4).requires_grad_()
+    wt = _randn((6, 2, 3, 1, 1), torch.float64, 5).requires_grad_()
+    bt = _randn((6,), torch.float64, 6).requires_grad_()
+    return x, w, b, y, ws, wt, bt
+
+
+def test_gradcheck():
+    x, w, b, y, ws, wt, bt = _small_args()
+    with vid3d.backend("cpu"):
+        assert torch.autograd.gradcheck(lambda x, w, b: ops.depthwise_conv3d(x, w, b, (1, 2, 1), 1, (1, 1, 2)),
+                                        (x, w, b))
+        assert torch.autograd.gradcheck(lambda x: ops.channel_shuffle3d(x, 2), (x,))
+        assert torch.autograd.gradcheck(lambda x, y: ops.cat_shuffle3d([x, y], 3), (x, y))
+        assert torch.autograd.gradcheck(
+            lambda *a: ops.conv2plus1d(*a, stride=(2, 1, 1), padding=1, mid_activation="relu"), (x, ws, wt, b, bt)
+        )
+
+
+def test_opcheck():
+    x, w, b, y, ws, wt, bt = _small_args()
+    three = [1, 1, 1]
+    cases = [
+        (torch.ops.vid3d.depthwise_conv3d, (x, w, b, three, three, three, "cpu")),
+        (torch.ops.vid3d.depthwise_conv3d, (x.detach().contiguous(memory_format=torch.channels_last_3d), w, None,
+                                            [1, 2, 1], three, [2, 1, 1], "cpu")),
+        (torch.ops.vid3d.channel_shuffle3d, (x, 2, "cpu")),
+        (torch.ops.vid3d.cat_shuffle3d, ([x, y], 3, "cpu")),
+        (torch.ops.vid3d.conv2plus1d, (x, ws, wt, b, bt, three, three, three, "relu", "cpu")),
+        (torch.ops.vid3d.conv2plus1d, (x, ws, w[:, :, :, :1, :1], None, None, [2, 1, 1], three, three, None, "cpu")),
+    ]
+    for op, args in cases:
+        torch.library.opcheck(op, args)
+
+
+def test_torch_compile_fullgraph():
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dw = torch.nn.Parameter(torch.randn(4, 1, 3, 3, 3))
+            self.ws = torch.nn.Parameter(torch.randn(4, 1, 1, 3, 3))
+            self.wt = torch.nn.Parameter(torch.randn(4, 1, 3, 1, 1))
+
+        def forward(self, x):
+            y = ops.channel_shuffle3d(ops.depthwise_conv3d(x, self.dw, None, 1, 1), 2)
+            y = ops.cat_shuffle3d([y, 2 * y], 2)[:, :4]
+            return ops.conv2plus1d(y, self.ws, self.wt, padding=1, mid_activation="relu")
+
+    torch.manual_seed(0)
+    block, x = Block(), torch.randn(2, 4, 5, 6, 7)
+    compiled = torch.compile(block, fullgraph=True)
+    eager_out = block(x)
+    eager_grads = torch.autograd.grad(eager_out.sum(), list(block.parameters()))
+    out = compiled(x)
+    grads = torch.autograd.grad(out.sum(), list(block.parameters()))
+    assert_close(out, eager_out, torch.float32, "compiled output")
+    for g, r in zip(grads, eager_grads):
+        assert_close(g, r, torch.float32, "compiled gradient")
+
+
+def test_autocast_runs_like_conv3d():
+    x = torch.randn(2, 4, 3, 5, 5)
+    conv = torch.nn.Conv3d(4, 4, 3, padding=1, groups=4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = conv(x)
+        y = ops.depthwise_conv3d(x, conv.weight, conv.bias, 1, 1)
+        y2 = ops.conv2plus1d(x, conv.weight[:, :, :1], conv.weight[:, :, :, :1, :1], padding=1)
+    assert y.dtype == ref.dtype == torch.bfloat16
+    assert y2.dtype == torch.bfloat16
+    assert_close(y, ref.float(), torch.bfloat16)
+    (gw,) = torch.autograd.grad(y.float().sum(), [conv.weight])
+    assert gw.dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # float64 is left alone, as autocast does
+        assert ops.depthwise_conv3d(x.double(), conv.weight.double(), None, 1, 1).dtype == torch.float64
+
+
+@pytest.mark.parametrize("layout", ["ncdhw", "channels_last_3d"])
+def test_backward_is_deterministic_across_thread_counts(layout):
+    x = make_layout(torch.randn(3, 16, 6, 9, 9), layout).requires_grad_()
+    w = torch.randn(16, 1, 3, 3, 3, requires_grad=True)
+    grad = torch.randn(3, 16, 6, 9, 9)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, threads, 1):
+            torch.set_num_threads(n)
+            results.append(torch.autograd.grad(ops.depthwise_conv3d(x, w, None, 1, 1), [x, w], grad))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
+
+
+# ---------------------------------------------------------------- backend selection
+
+
+def test_backend_setting_and_threads():
+    import threading
+
+    assert vid3d.get_backend() == "auto"
+    seen = {}
+    with vid3d.backend("torch"):
+        assert vid3d.get_backend() == "torch"
+        with vid3d.backend("cpu"):
+            assert vid3d.get_backend() == "cpu"
+        assert vid3d.get_backend() == "torch"
+        thread = threading.Thread(target=lambda: seen.setdefault("other", vid3d.get_backend()))
+        thread.start()
+        thread.join()
+    assert seen["other"] == "auto"  # an override stays in its thread
+    vid3d.set_backend("torch")
+    try:
+        assert vid3d.get_backend() == "torch"
+    finally:
+        vid3d.set_backend("auto")
+
+
+def test_auto_uses_the_native_cpu_kernels(monkeypatch):
+    calls = []
+    real = vid3d.ops._kernels.kernels
+
+    def spy(name):
+        calls.append(name)
+        return real(name)
+
+    monkeypatch.setattr(vid3d.ops._custom_ops, "kernels", spy)
+    ops.depthwise_conv3d(torch.randn(1, 2, 3, 3, 3), torch.randn(2, 1, 3, 3, 3), None, 1, 1)
+    assert calls == ["cpu"]
+
+
+def test_cli_info(capsys):
+    from vid3d.cli import main
+
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "torch" in out and "cpu     usable on cpu" in out
