@@ -97,12 +97,16 @@ DepthwiseConv3dParams make_params(const at::Tensor& input, const at::Tensor& wei
   }
   copy_strides(p.input_strides, input);
   copy_strides(p.output_strides, output);
-  // The channels-last kernels vectorize over C and need unit channel strides.
-  p.channels_last = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast3d && input.stride(1) == 1 &&
-                    output.stride(1) == 1;
   p.scalar = scalar_kind(input.scalar_type());
   return p;
 }
+
+bool is_channels_last(const at::Tensor& t) {
+  return t.suggest_memory_format() == at::MemoryFormat::ChannelsLast3d;
+}
+
+// Below this many output positions per plane, vectorizing along W wastes most lanes.
+constexpr int64_t kSmallPlane = 64;
 
 // The weight in the accumulation type, laid out as the kernel reads it.
 at::Tensor prepared_weight(const at::Tensor& weight, bool channels_last) {
@@ -115,8 +119,10 @@ void depthwise_conv3d_forward(const at::Tensor& input, const at::Tensor& weight,
                               const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                               at::IntArrayRef padding, at::IntArrayRef dilation,
                               const at::Tensor& output) {
-  const DepthwiseConv3dParams p = make_params(input, weight, output, stride, padding, dilation);
+  DepthwiseConv3dParams p = make_params(input, weight, output, stride, padding, dilation);
   if (output.numel() == 0) return;
+  // Vectorize over channels for channels-last input or small planes, else along W.
+  p.channels_last = is_channels_last(input) || p.out_size[1] * p.out_size[2] < kSmallPlane;
   const at::Tensor w = prepared_weight(weight, p.channels_last);
   at::Tensor b;
   if (bias.has_value()) {
@@ -139,8 +145,10 @@ void depthwise_conv3d_backward(const at::Tensor& grad_output, const at::Tensor& 
     TORCH_CHECK(grad_input->sizes() == input.sizes() && grad_input->scalar_type() == input.scalar_type(),
                 "vid3d depthwise_conv3d (cpu): grad_input must match the input");
     copy_strides(p.grad_input_strides, *grad_input);
-    p.channels_last = p.channels_last && grad_input->stride(1) == 1;
   }
+  // The channels-last backward kernels vectorize over C and need unit channel strides.
+  p.channels_last = is_channels_last(input) && input.stride(1) == 1 && grad_output.stride(1) == 1 &&
+                    (!grad_input.has_value() || grad_input->stride(1) == 1);
   const int64_t taps = p.kernel[0] * p.kernel[1] * p.kernel[2];
   const auto double_opts = input.options().dtype(at::kDouble).memory_format(at::MemoryFormat::Contiguous);
   at::Tensor dw = grad_weight.has_value() ? at::empty({p.channels, taps}, double_opts) : at::Tensor();

@@ -561,37 +561,133 @@ inline int64_t input_grad_taps(const DepthwiseConv3dParams& p, const TapRanges& 
   return k;
 }
 
+// Stores one vector of `lanes` channels: a vector store when they are whole and contiguous.
 template <typename scalar_t, typename acc_t>
-void forward_channels_last(const DepthwiseConv3dParams& p, const scalar_t* input, const acc_t* weight,
-                           const acc_t* bias, scalar_t* output) {
-  const TapRanges taps(p);
-  const int64_t ntaps = taps_of(p);
+inline void store_lanes(scalar_t* y, const vec_t<acc_t>& v, int64_t lanes, int64_t lane_stride) {
+  if (lanes == kLanes<acc_t> && lane_stride == 1) {
+    store<acc_t>(y, v);
+    return;
+  }
+  acc_t values[kLanes<acc_t>];
+  std::memcpy(values, &v, sizeof v);
+  for (int64_t l = 0; l < lanes; ++l) y[l * lane_stride] = static_cast<scalar_t>(values[l]);
+}
+
+// Q consecutive output positions of one vector of channels, from x (positions x_step apart in
+// the padded buffer) to y (positions y_step apart, lanes lane_stride apart): Q accumulators in
+// registers, one weight vector load per tap. Kept out of line: inlined into its large caller,
+// GCC spills an accumulator.
+template <int64_t Q, typename scalar_t, typename acc_t>
+__attribute__((noinline)) void position_block(const acc_t* __restrict x, int64_t x_step,
+                                              const int64_t* __restrict tap_off, int64_t ntaps,
+                                              const acc_t* __restrict w_blk, const vec_t<acc_t>& init,
+                                              scalar_t* __restrict y, int64_t y_step, int64_t lanes,
+                                              int64_t lane_stride) {
+  using V = vec_t<acc_t>;
+  constexpr int64_t L = kLanes<acc_t>;
+  V acc[Q];
+#pragma GCC unroll 16
+  for (int64_t i = 0; i < Q; ++i) acc[i] = init;
+  for (int64_t tap = 0; tap < ntaps; ++tap) {
+    const V wv = load<acc_t>(w_blk + tap * L);
+    const acc_t* x_tap = x + tap_off[tap];
+#pragma GCC unroll 16
+    for (int64_t i = 0; i < Q; ++i) acc[i] += wv * load<acc_t>(x_tap + i * x_step);
+  }
+#pragma GCC unroll 16
+  for (int64_t i = 0; i < Q; ++i) store_lanes<scalar_t, acc_t>(y + i * y_step, acc[i], lanes, lane_stride);
+}
+
+// Forward vectorized over channels. A task is one output plane of one batch element: it copies
+// the input planes that plane reads into a zero-padded channels-last buffer (channels padded to
+// whole vectors, W split into stride phases so a strided walk reads consecutive positions),
+// then computes P output positions at a time per vector of channels, accumulating in registers
+// with no border checks. Reads any input layout (the copy is where a planar input is
+// transposed) and writes any output layout. Weight and bias come as [taps][C].
+template <typename scalar_t, typename acc_t>
+void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* input, const acc_t* weight,
+                            const acc_t* bias, scalar_t* output) {
+  using V = vec_t<acc_t>;
+  constexpr int64_t L = kLanes<acc_t>;
+  const int64_t C = p.channels, ntaps = taps_of(p);
+  const int64_t blocks = (C + L - 1) / L, Cp = blocks * L;
+  const int64_t T = p.in_size[0], H = p.in_size[1], W = p.in_size[2];
+  const int64_t sw = p.stride[2];
+  const int64_t Hp = H + 2 * p.padding[1], Wp = W + 2 * p.padding[2];
+  const int64_t row_phase = (Wp + sw - 1) / sw, row = sw * row_phase, plane = Hp * row * Cp;
   const int64_t To = p.out_size[0], Ho = p.out_size[1], Wo = p.out_size[2];
+  const int64_t KT = p.kernel[0];
   const int64_t* xs = p.input_strides;
   const int64_t* ys = p.output_strides;
-  // Positions whose taps all lie inside along W share one tap list, shifted by wo.
-  ValidRange inner{0, Wo};
-  for (const ValidRange& r : taps.range[2]) inner = {std::max(inner.lo, r.lo), std::min(inner.hi, r.hi)};
-  inner.hi = std::max(inner.lo, inner.hi);
+  // Buffer offset of buffer plane t, padded row h, padded column w.
+  auto index = [&](int64_t t, int64_t h, int64_t w) {
+    return t * plane + (h * row + (w % sw) * row_phase + w / sw) * Cp;
+  };
+  std::vector<int64_t> tap_off, col(W);
+  for (int64_t kd = 0; kd < KT; ++kd)
+    for (int64_t kh = 0; kh < p.kernel[1]; ++kh)
+      for (int64_t kw = 0; kw < p.kernel[2]; ++kw)
+        tap_off.push_back(index(kd, kh * p.dilation[1], kw * p.dilation[2]));
+  for (int64_t w = 0; w < W; ++w) col[w] = index(0, 0, w + p.padding[2]);
+  // Weight and bias per vector of channels, zero past C.
+  std::vector<acc_t> w_blocks(blocks * ntaps * L, acc_t(0)), b_blocks(Cp, acc_t(0));
+  for (int64_t c = 0; c < C; ++c) {
+    for (int64_t tap = 0; tap < ntaps; ++tap) w_blocks[(c / L * ntaps + tap) * L + c % L] = weight[tap * C + c];
+    if (bias) b_blocks[c] = bias[c];
+  }
+  const bool channels_inner = xs[1] <= xs[4];
 
-  at::parallel_for(0, p.batch * To * Ho, grain_for(Wo * p.channels * ntaps), [&](int64_t begin, int64_t end) {
-    std::vector<int64_t> src_off(ntaps), w_off(ntaps), inner_src(ntaps), inner_w(ntaps);
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t ho = row % Ho, to = (row / Ho) % To, n = row / (Ho * To);
-      const scalar_t* x_n = input + n * xs[0];
-      scalar_t* y_row = output + n * ys[0] + to * ys[2] + ho * ys[3];
-      const int64_t n_inner = inner.lo < inner.hi
-                                  ? forward_taps(p, taps, to, ho, inner.lo, xs, inner_src.data(), inner_w.data())
-                                  : 0;
-      for (int64_t wo = 0; wo < Wo; ++wo) {
-        if (wo >= inner.lo && wo < inner.hi) {
-          const int64_t shift = (wo - inner.lo) * p.stride[2] * xs[4];
-          accumulate_taps(y_row + wo * ys[4], x_n + shift, weight, inner_src.data(), inner_w.data(), n_inner, bias,
-                          p.channels);
-        } else {
-          const int64_t k = forward_taps(p, taps, to, ho, wo, xs, src_off.data(), w_off.data());
-          accumulate_taps(y_row + wo * ys[4], x_n, weight, src_off.data(), w_off.data(), k, bias, p.channels);
+  at::parallel_for(0, p.batch * To, grain_for(Ho * Wo * Cp * ntaps), [&](int64_t begin, int64_t end) {
+    // One buffer plane per temporal tap; channels past C and padded rows/columns stay zero.
+    std::vector<acc_t> buf(KT * plane, acc_t(0));
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / To, to = task % To;
+      for (int64_t kd = 0; kd < KT; ++kd) {
+        const int64_t t = to * p.stride[0] + kd * p.dilation[0] - p.padding[0];
+        acc_t* dst_plane = buf.data() + kd * plane;
+        if (t < 0 || t >= T) {
+          std::fill(dst_plane, dst_plane + plane, acc_t(0));
+          continue;
         }
+        for (int64_t h = 0; h < H; ++h) {
+          const scalar_t* src = input + n * xs[0] + t * xs[2] + h * xs[3];
+          acc_t* dst_row = dst_plane + (h + p.padding[1]) * row * Cp;
+          if (channels_inner) {
+            for (int64_t w = 0; w < W; ++w) {
+              const scalar_t* s = src + w * xs[4];
+              acc_t* d = dst_row + col[w];
+              if (xs[1] == 1) {
+                for (int64_t c = 0; c < C; ++c) d[c] = static_cast<acc_t>(s[c]);
+              } else {
+                for (int64_t c = 0; c < C; ++c) d[c] = static_cast<acc_t>(s[c * xs[1]]);
+              }
+            }
+          } else {
+            for (int64_t c = 0; c < C; ++c) {
+              const scalar_t* s = src + c * xs[1];
+              for (int64_t w = 0; w < W; ++w) dst_row[col[w] + c] = static_cast<acc_t>(s[w * xs[4]]);
+            }
+          }
+        }
+      }
+      const int64_t x_step = Cp, y_step = ys[4];
+      for (int64_t ho = 0; ho < Ho; ++ho) {
+        const acc_t* x_row = buf.data() + index(0, ho * p.stride[1], 0);
+        scalar_t* y_row = output + n * ys[0] + to * ys[2] + ho * ys[3];
+        auto run = [&](auto block, int64_t wo) {
+          constexpr int64_t Q = decltype(block)::value;
+          for (int64_t cb = 0; cb < blocks; ++cb) {
+            const int64_t c0 = cb * L;
+            position_block<Q>(x_row + wo * x_step + c0, x_step, tap_off.data(), ntaps,
+                              w_blocks.data() + cb * ntaps * L, load<acc_t>(b_blocks.data() + c0),
+                              y_row + wo * y_step + c0 * ys[1], y_step, std::min(L, C - c0), ys[1]);
+          }
+        };
+        int64_t wo = 0;
+        for (; wo + 8 <= Wo; wo += 8) run(std::integral_constant<int64_t, 8>{}, wo);
+        for (; wo + 4 <= Wo; wo += 4) run(std::integral_constant<int64_t, 4>{}, wo);
+        for (; wo + 2 <= Wo; wo += 2) run(std::integral_constant<int64_t, 2>{}, wo);
+        if (wo < Wo) run(std::integral_constant<int64_t, 1>{}, wo);
       }
     }
   });
@@ -681,7 +777,7 @@ void forward_typed(const DepthwiseConv3dParams& p, const void* input, const void
   const auto* b = static_cast<const acc_t*>(bias);
   auto* y = static_cast<scalar_t*>(output);
   if (p.channels_last) {
-    forward_channels_last(p, x, w, b, y);
+    forward_channel_blocks(p, x, w, b, y);
   } else {
     forward_planar(p, x, w, b, y);
   }
