@@ -7,7 +7,9 @@
 #include <c10/util/Half.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -93,6 +95,13 @@ inline void store(scalar_t* p, const vec_t<acc_t>& v) {
     std::memcpy(tmp, &v, sizeof v);
     for (int64_t j = 0; j < kLanes<acc_t>; ++j) p[j] = static_cast<scalar_t>(tmp[j]);
   }
+}
+
+// The first vector-aligned element at or after p (the buffer needs kLanes elements of slack).
+template <typename acc_t>
+inline acc_t* aligned_to_vector(acc_t* p) {
+  constexpr uintptr_t bytes = VID3D_VECTOR_BYTES;
+  return reinterpret_cast<acc_t*>((reinterpret_cast<uintptr_t>(p) + bytes - 1) / bytes * bytes);
 }
 
 // Outputs computed together in registers by the stencil loops (four vectors); the scratch
@@ -598,12 +607,13 @@ __attribute__((noinline)) void position_block(const acc_t* __restrict x, int64_t
   for (int64_t i = 0; i < Q; ++i) store_lanes<scalar_t, acc_t>(y + i * y_step, acc[i], lanes, lane_stride);
 }
 
-// Forward vectorized over channels. A task is one output plane of one batch element: it copies
-// the input planes that plane reads into a zero-padded channels-last buffer (channels padded to
-// whole vectors, W split into stride phases so a strided walk reads consecutive positions),
-// then computes P output positions at a time per vector of channels, accumulating in registers
-// with no border checks. Reads any input layout (the copy is where a planar input is
-// transposed) and writes any output layout. Weight and bias come as [taps][C].
+// Forward vectorized over channels. A task is a run of output planes of one batch element. The
+// input planes they read are copied, as they are first needed, into a ring of zero-padded
+// channels-last planes (channels padded to whole vectors, W split into stride phases so a
+// strided walk reads consecutive positions); then P output positions at a time per vector of
+// channels accumulate in registers with no border checks. Reads any input layout (the copy is
+// where a planar input is transposed) and writes any output layout. Weight and bias come as
+// [taps][C].
 template <typename scalar_t, typename acc_t>
 void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* input, const acc_t* weight,
                             const acc_t* bias, scalar_t* output) {
@@ -616,19 +626,15 @@ void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* inpu
   const int64_t Hp = H + 2 * p.padding[1], Wp = W + 2 * p.padding[2];
   const int64_t row_phase = (Wp + sw - 1) / sw, row = sw * row_phase, plane = Hp * row * Cp;
   const int64_t To = p.out_size[0], Ho = p.out_size[1], Wo = p.out_size[2];
-  const int64_t KT = p.kernel[0];
+  const int64_t KT = p.kernel[0], taps_per_plane = p.kernel[1] * p.kernel[2];
   const int64_t* xs = p.input_strides;
   const int64_t* ys = p.output_strides;
-  // Buffer offset of buffer plane t, padded row h, padded column w.
-  auto index = [&](int64_t t, int64_t h, int64_t w) {
-    return t * plane + (h * row + (w % sw) * row_phase + w / sw) * Cp;
-  };
-  std::vector<int64_t> tap_off, col(W);
-  for (int64_t kd = 0; kd < KT; ++kd)
-    for (int64_t kh = 0; kh < p.kernel[1]; ++kh)
-      for (int64_t kw = 0; kw < p.kernel[2]; ++kw)
-        tap_off.push_back(index(kd, kh * p.dilation[1], kw * p.dilation[2]));
-  for (int64_t w = 0; w < W; ++w) col[w] = index(0, 0, w + p.padding[2]);
+  // Offset within a buffer plane of padded row h, padded column w.
+  auto in_plane = [&](int64_t h, int64_t w) { return (h * row + (w % sw) * row_phase + w / sw) * Cp; };
+  std::vector<int64_t> plane_tap_off, col(W);
+  for (int64_t kh = 0; kh < p.kernel[1]; ++kh)
+    for (int64_t kw = 0; kw < p.kernel[2]; ++kw) plane_tap_off.push_back(in_plane(kh * p.dilation[1], kw * p.dilation[2]));
+  for (int64_t w = 0; w < W; ++w) col[w] = in_plane(0, w + p.padding[2]);
   // Weight and bias per vector of channels, zero past C.
   std::vector<acc_t> w_blocks(blocks * ntaps * L, acc_t(0)), b_blocks(Cp, acc_t(0));
   for (int64_t c = 0; c < C; ++c) {
@@ -636,58 +642,95 @@ void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* inpu
     if (bias) b_blocks[c] = bias[c];
   }
   const bool channels_inner = xs[1] <= xs[4];
+  // Enough tasks for the threads, as few as that allows (each task starts with a cold ring).
+  const int64_t runs = std::min(To, std::max<int64_t>(1, (4 * at::get_num_threads() + p.batch - 1) / p.batch));
+  const int64_t run_length = (To + runs - 1) / runs;
 
-  at::parallel_for(0, p.batch * To, grain_for(Ho * Wo * Cp * ntaps), [&](int64_t begin, int64_t end) {
-    // One buffer plane per temporal tap; channels past C and padded rows/columns stay zero.
-    std::vector<acc_t> buf(KT * plane, acc_t(0));
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / To, to = task % To;
-      for (int64_t kd = 0; kd < KT; ++kd) {
-        const int64_t t = to * p.stride[0] + kd * p.dilation[0] - p.padding[0];
-        acc_t* dst_plane = buf.data() + kd * plane;
-        if (t < 0 || t >= T) {
-          std::fill(dst_plane, dst_plane + plane, acc_t(0));
-          continue;
-        }
-        for (int64_t h = 0; h < H; ++h) {
-          const scalar_t* src = input + n * xs[0] + t * xs[2] + h * xs[3];
-          acc_t* dst_row = dst_plane + (h + p.padding[1]) * row * Cp;
-          if (channels_inner) {
-            for (int64_t w = 0; w < W; ++w) {
-              const scalar_t* s = src + w * xs[4];
-              acc_t* d = dst_row + col[w];
-              if (xs[1] == 1) {
-                for (int64_t c = 0; c < C; ++c) d[c] = static_cast<acc_t>(s[c]);
-              } else {
-                for (int64_t c = 0; c < C; ++c) d[c] = static_cast<acc_t>(s[c * xs[1]]);
-              }
-            }
+  // Copies input plane t (zeros outside the input) of batch element n into a ring plane.
+  auto fill_plane = [&](acc_t* dst_plane, int64_t n, int64_t t) {
+    if (t < 0 || t >= T) {
+      std::fill(dst_plane, dst_plane + plane, acc_t(0));
+      return;
+    }
+    for (int64_t h = 0; h < H; ++h) {
+      const scalar_t* src = input + n * xs[0] + t * xs[2] + h * xs[3];
+      acc_t* dst_row = dst_plane + (h + p.padding[1]) * row * Cp;
+      if (channels_inner) {
+        for (int64_t w = 0; w < W; ++w) {
+          const scalar_t* s = src + w * xs[4];
+          acc_t* d = dst_row + col[w];
+          if (xs[1] == 1) {
+            for (int64_t c = 0; c < C; ++c) d[c] = static_cast<acc_t>(s[c]);
           } else {
-            for (int64_t c = 0; c < C; ++c) {
-              const scalar_t* s = src + c * xs[1];
-              for (int64_t w = 0; w < W; ++w) dst_row[col[w] + c] = static_cast<acc_t>(s[w * xs[4]]);
-            }
+            for (int64_t c = 0; c < C; ++c) d[c] = static_cast<acc_t>(s[c * xs[1]]);
           }
+        }
+      } else {
+        for (int64_t c = 0; c < C; ++c) {
+          const scalar_t* s = src + c * xs[1];
+          for (int64_t w = 0; w < W; ++w) dst_row[col[w] + c] = static_cast<acc_t>(s[w * xs[4]]);
         }
       }
-      const int64_t x_step = Cp, y_step = ys[4];
-      for (int64_t ho = 0; ho < Ho; ++ho) {
-        const acc_t* x_row = buf.data() + index(0, ho * p.stride[1], 0);
-        scalar_t* y_row = output + n * ys[0] + to * ys[2] + ho * ys[3];
-        auto run = [&](auto block, int64_t wo) {
-          constexpr int64_t Q = decltype(block)::value;
+    }
+  };
+
+  at::parallel_for(0, p.batch * runs, 1, [&](int64_t begin, int64_t end) {
+    // The ring: KT planes, each tagged with the input plane it holds. Channels past C and the
+    // padded rows and columns are never written, so they stay zero.
+    std::vector<acc_t> ring_storage(KT * plane + kLanes<acc_t>, acc_t(0));
+    acc_t* ring = aligned_to_vector(ring_storage.data());
+    std::vector<int64_t> held(KT), slot_of(KT), tap_off(ntaps);
+    std::vector<char> wanted(KT);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / runs;
+      const int64_t to_begin = task % runs * run_length, to_end = std::min(To, to_begin + run_length);
+      std::fill(held.begin(), held.end(), std::numeric_limits<int64_t>::min());
+      for (int64_t to = to_begin; to < to_end; ++to) {
+        // Keep the planes this output plane reads, fill the missing ones into the others.
+        std::fill(wanted.begin(), wanted.end(), 0);
+        for (int64_t kd = 0; kd < KT; ++kd) {
+          const int64_t t = to * p.stride[0] + kd * p.dilation[0] - p.padding[0];
+          slot_of[kd] = -1;
+          for (int64_t slot = 0; slot < KT; ++slot)
+            if (held[slot] == t && !wanted[slot]) {
+              slot_of[kd] = slot;
+              wanted[slot] = 1;
+              break;
+            }
+        }
+        for (int64_t kd = 0, free_slot = 0; kd < KT; ++kd) {
+          if (slot_of[kd] >= 0) continue;
+          while (wanted[free_slot]) ++free_slot;
+          const int64_t t = to * p.stride[0] + kd * p.dilation[0] - p.padding[0];
+          fill_plane(ring + free_slot * plane, n, t);
+          held[free_slot] = t;
+          wanted[free_slot] = 1;
+          slot_of[kd] = free_slot;
+        }
+        for (int64_t kd = 0; kd < KT; ++kd)
+          for (int64_t k = 0; k < taps_per_plane; ++k)
+            tap_off[kd * taps_per_plane + k] = slot_of[kd] * plane + plane_tap_off[k];
+        const int64_t x_step = Cp, y_step = ys[4];
+        for (int64_t ho = 0; ho < Ho; ++ho) {
+          const acc_t* x_row = ring + in_plane(ho * p.stride[1], 0);
+          scalar_t* y_row = output + n * ys[0] + to * ys[2] + ho * ys[3];
+          // One vector of channels at a time along the row, so the rows it reads stay in L1.
           for (int64_t cb = 0; cb < blocks; ++cb) {
             const int64_t c0 = cb * L;
-            position_block<Q>(x_row + wo * x_step + c0, x_step, tap_off.data(), ntaps,
-                              w_blocks.data() + cb * ntaps * L, load<acc_t>(b_blocks.data() + c0),
-                              y_row + wo * y_step + c0 * ys[1], y_step, std::min(L, C - c0), ys[1]);
+            const V init = load<acc_t>(b_blocks.data() + c0);
+            const acc_t* w_blk = w_blocks.data() + cb * ntaps * L;
+            auto run = [&](auto block, int64_t wo) {
+              position_block<decltype(block)::value>(x_row + wo * x_step + c0, x_step, tap_off.data(), ntaps, w_blk,
+                                                     init, y_row + wo * y_step + c0 * ys[1], y_step,
+                                                     std::min(L, C - c0), ys[1]);
+            };
+            int64_t wo = 0;
+            for (; wo + 8 <= Wo; wo += 8) run(std::integral_constant<int64_t, 8>{}, wo);
+            for (; wo + 4 <= Wo; wo += 4) run(std::integral_constant<int64_t, 4>{}, wo);
+            for (; wo + 2 <= Wo; wo += 2) run(std::integral_constant<int64_t, 2>{}, wo);
+            if (wo < Wo) run(std::integral_constant<int64_t, 1>{}, wo);
           }
-        };
-        int64_t wo = 0;
-        for (; wo + 8 <= Wo; wo += 8) run(std::integral_constant<int64_t, 8>{}, wo);
-        for (; wo + 4 <= Wo; wo += 4) run(std::integral_constant<int64_t, 4>{}, wo);
-        for (; wo + 2 <= Wo; wo += 2) run(std::integral_constant<int64_t, 2>{}, wo);
-        if (wo < Wo) run(std::integral_constant<int64_t, 1>{}, wo);
+        }
       }
     }
   });
