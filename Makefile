@@ -1,6 +1,6 @@
 # vid3d: `make demo` sets everything up and runs the main job; `make test` sets up and runs the tests.
 # Set-up: a virtualenv in $(VENV), torch from $(TORCH_SPEC) (the CPU wheel on this machine;
-# TORCH_SPEC= keeps the torch already in the venv), the tools, then vid3d built against that torch.
+# TORCH_SPEC= uses the torch already there), the tools, then vid3d built against that torch.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +9,7 @@ MAX_JOBS ?= 2
 export MAX_JOBS
 
 BIN := $(VENV)/bin
-DEPS := triton numpy ninja pybind11 pytest pytest-benchmark hypothesis tqdm matplotlib setuptools wheel
+DEPS := triton numpy ninja pytest pytest-benchmark tqdm "setuptools>=77" wheel
 CUDA_FILES := $(wildcard csrc/cuda/*.cu)
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 CUDA_ARCHS := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
@@ -27,8 +27,9 @@ install: deps
 
 deps: $(VENV)/.deps
 
+# With TORCH_SPEC empty the venv sees the system's packages (a machine with torch preinstalled).
 $(VENV)/.deps: Makefile
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(if $(TORCH_SPEC),,--system-site-packages) $(VENV)
 	$(if $(TORCH_SPEC),$(BIN)/pip install "$(TORCH_SPEC)")
 	$(BIN)/pip install $(DEPS)
 	touch $@

@@ -10,9 +10,17 @@ the build never downloads torch.
 import glob
 import os
 import shutil
+import subprocess
 
 from setuptools import find_packages, setup
-from torch.utils import cpp_extension
+
+try:
+    from torch.utils import cpp_extension
+except ImportError as error:
+    raise SystemExit(
+        f"vid3d builds against the installed torch, which could not be imported ({error}). Install torch "
+        "first, then vid3d with `pip install --no-build-isolation .` (see README.md)."
+    ) from error
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -37,7 +45,7 @@ def _extension():
     with_cuda = _cuda_wanted() and bool(cuda_sources)
     # -fopenmp makes at::parallel_for parallel in our files; the OpenMP runtime is torch's own
     # (not linked here, so there is one runtime in the process).
-    cxx_flags = ["-O3", "-fopenmp"]
+    cxx_flags = ["-O3", "-fopenmp", "-g0"]
     if with_cuda:
         print(f"vid3d: building vid3d._C with CUDA: {len(cpu_sources)} C++ and {len(cuda_sources)} CUDA sources")
         return cpp_extension.CUDAExtension(
@@ -51,6 +59,21 @@ def _extension():
     return cpp_extension.CppExtension("vid3d._C", cpu_sources, extra_compile_args={"cxx": cxx_flags})
 
 
+def _stamp_commit():
+    """Records the source commit in vid3d/_build_info.py, for benchmark records."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "", ""
+    commit = (commit + ("-dirty" if dirty else "")) if commit else "unknown"
+    with open(os.path.join(ROOT, "vid3d", "_build_info.py"), "w") as f:
+        f.write(f'"""Written by setup.py at build time."""\n\nCOMMIT = "{commit}"\n')
+
+
+_stamp_commit()
 setup(
     packages=find_packages(include=["vid3d", "vid3d.*"]),
     ext_modules=[_extension()],

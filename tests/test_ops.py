@@ -32,6 +32,9 @@ DEPTHWISE_CASES = [
     ((1, 17, 3, 5, 5), (3, 3, 3), 1, 1, 1),
     ((2, 70, 2, 3, 4), (3, 3, 3), (1, 2, 1), 1, (1, 1, 2)),
     ((1, 8, 3, 12, 40), (3, 3, 3), 1, 1, 1),
+    # Large planes: the channel-vectorized forward splits them into bands of rows.
+    ((1, 16, 3, 120, 150), (3, 3, 3), 1, 1, 1),
+    ((1, 16, 2, 121, 150), (3, 3, 3), (1, 2, 1), 1, (1, 2, 1)),
 ]
 
 
@@ -253,6 +256,11 @@ def test_opcheck():
         (torch.ops.vid3d.cat_shuffle3d, ([x, y], 3, "cpu")),
         (torch.ops.vid3d.conv2plus1d, (x, ws, wt, b, bt, three, three, three, "relu", "cpu")),
         (torch.ops.vid3d.conv2plus1d, (x, ws, w[:, :, :, :1, :1], None, None, [2, 1, 1], three, three, None, "cpu")),
+        # channels_last_3d input with a single middle channel: the output still follows the input.
+        (torch.ops.vid3d.conv2plus1d, (x.detach().contiguous(memory_format=torch.channels_last_3d),
+                                       _randn((1, 4, 1, 3, 3), torch.float64, 8),
+                                       _randn((3, 1, 3, 1, 1), torch.float64, 7), None, None, three, three, three,
+                                       None, "cpu")),
     ]
     for op, args in cases:
         torch.library.opcheck(op, args)
@@ -281,6 +289,44 @@ def test_torch_compile_fullgraph():
     assert_close(out, eager_out, torch.float32, "compiled output")
     for g, r in zip(grads, eager_grads):
         assert_close(g, r, torch.float32, "compiled gradient")
+
+
+def test_padding_strings_and_integer_like_arguments():
+    import numpy as np
+
+    x = _randn((1, 3, 4, 5, 6), torch.float64, 0)
+    w = _randn((3, 1, 3, 1, 5), torch.float64, 1)
+    for padding in ("same", "valid"):
+        expected = F.conv3d(x, w, None, 1, padding, 1, 3)
+        assert_close(ops.depthwise_conv3d(x, w, None, 1, padding), expected, torch.float64, padding)
+    got = ops.depthwise_conv3d(x, w, None, np.int64(1), (torch.tensor(1), 0, np.int32(2)))
+    assert_close(got, F.conv3d(x, w, None, 1, (1, 0, 2), 1, 3), torch.float64)
+    ws, wt = _randn((3, 1, 1, 3, 3), torch.float64, 2), _randn((3, 1, 3, 1, 1), torch.float64, 3)
+    with vid3d.backend("torch"):
+        ref = ops.conv2plus1d(x, ws, wt, padding=1)
+    assert_close(ops.conv2plus1d(x, ws, wt, padding="same"), ref, torch.float64)
+    with pytest.raises(ValueError, match="same.*stride"):
+        ops.depthwise_conv3d(x, w, None, 2, "same")
+    with pytest.raises(ValueError, match="uneven"):
+        ops.depthwise_conv3d(x, _randn((3, 1, 2, 2, 2), torch.float64, 4), None, 1, "same")
+
+
+def test_double_backward_raises_clearly():
+    x = _randn((1, 2, 3, 4, 4), torch.float64, 0).requires_grad_()
+    w = _randn((2, 1, 3, 3, 3), torch.float64, 1).requires_grad_()
+    (gx,) = torch.autograd.grad(ops.depthwise_conv3d(x, w, None, 1, 1).sum(), [x], create_graph=True)
+    with pytest.raises(NotImplementedError, match="double backward"):
+        gx.sum().backward()
+
+
+def test_bias_gradient_of_a_large_volume_is_accurate():
+    """The reduction over 400k elements per channel stays within the float32 tolerance."""
+    x = _randn((1, 4, 32, 112, 112), torch.float32, 0)
+    w = _randn((4, 1, 3, 3, 3), torch.float32, 1)
+    b = torch.zeros(4, requires_grad=True)
+    grad = _randn((1, 4, 32, 112, 112), torch.float64, 2)
+    (gb,) = torch.autograd.grad(ops.depthwise_conv3d(x, w, b, 1, 1), [b], grad.float())
+    assert_close(gb, grad.sum((0, 2, 3, 4)), torch.float32)
 
 
 def test_autocast_runs_like_conv3d():

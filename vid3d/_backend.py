@@ -15,7 +15,11 @@ from collections.abc import Iterator
 BACKENDS = ("auto", "cuda", "triton", "cpu", "torch")
 
 _default_backend = "auto"
-_thread_state = threading.local()
+class _ThreadState(threading.local):
+    override: str | None = None  # every thread starts with no override
+
+
+_thread_state = _ThreadState()
 
 
 def _checked(name: str) -> str:
@@ -37,7 +41,7 @@ def set_backend(name: str) -> None:
 
 def get_backend() -> str:
     """The backend in force here: the innermost :func:`backend` block, else :func:`set_backend`'s."""
-    override = getattr(_thread_state, "override", None)
+    override = _thread_state.override
     return _default_backend if override is None else override
 
 
@@ -50,7 +54,7 @@ def backend(name: str) -> Iterator[None]:
         with vid3d.backend("torch"):
             reference = model(clip)
     """
-    previous = getattr(_thread_state, "override", None)
+    previous = _thread_state.override
     _thread_state.override = _checked(name)
     try:
         yield

@@ -30,9 +30,12 @@ def _bench(args) -> int:
     copy_gbps = max(r["gbps"] for r in rows if r["op"] == "clone")
     print(ops.format_table(rows))
     summary = ops.summarize(rows)
-    print("\nvid3d speedup over PyTorch, geometric mean over shapes:")
-    for key, value in summary.items():
-        print(f"  {key:26s} {value:6.2f}x")
+    if not any(r["impl"].startswith("vid3d") for r in rows):
+        print(f"\nno vid3d backend can run on {device} here (see `vid3d info`); only PyTorch was timed")
+    else:
+        print("\nvid3d speedup over PyTorch, geometric mean over shapes:")
+        for key, value in summary.items():
+            print(f"  {key:26s} {value:6.2f}x")
     if args.json:
         record = {**env, "date": datetime.date.today().isoformat(), "copy_gbps": copy_gbps, "ops": rows,
                   "models": [], "summary": summary}

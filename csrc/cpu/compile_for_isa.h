@@ -1,8 +1,7 @@
 // Compiles the depthwise kernels for one instruction set. The including file defines
-// VID3D_CPU_ISA (the namespace), VID3D_VECTOR_BYTES (the SIMD width) and, except for the
-// baseline build, VID3D_CPU_TARGET
-// (a GCC/Clang target string). Library headers come first so that they keep the default
-// target and only vid3d's kernels are retargeted; the glue picks a build at run time.
+// VID3D_ISA_NAMESPACE, VID3D_VECTOR_BYTES (the SIMD width) and, except for the baseline build,
+// VID3D_CPU_TARGET (a GCC/Clang target string). Library headers come first so that they keep
+// the default target and only vid3d's kernels are retargeted; the glue picks a build at run time.
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>

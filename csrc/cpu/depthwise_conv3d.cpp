@@ -7,6 +7,8 @@
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -22,21 +24,31 @@ struct DepthwiseKernels {
   const char* isa;
 };
 
-// The widest build the CPU supports, capped by VID3D_CPU_ISA=generic|avx2|avx512.
+// The widest build the CPU supports, capped by the environment variable
+// VID3D_CPU_ISA=generic|avx2|avx512 (any case; another value is ignored with a warning).
 DepthwiseKernels select_kernels() {
   const DepthwiseKernels generic_kernels{generic::depthwise_conv3d_forward,
                                          generic::depthwise_conv3d_backward, "generic"};
+  std::string limit = "avx512";
+  if (const char* cap = std::getenv("VID3D_CPU_ISA")) {
+    std::string value(cap);
+    std::transform(value.begin(), value.end(), value.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    if (value == "generic" || value == "avx2" || value == "avx512") {
+      limit = value;
+    } else {
+      TORCH_WARN("vid3d: ignoring VID3D_CPU_ISA=", cap, " (expected generic, avx2 or avx512)");
+    }
+  }
 #if defined(__x86_64__) && defined(__GNUC__)
-  const char* cap = std::getenv("VID3D_CPU_ISA");
-  const std::string limit = cap ? cap : "avx512";
   __builtin_cpu_init();
-  const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                        __builtin_cpu_supports("f16c");
   const bool has_avx512 = has_avx2 && __builtin_cpu_supports("avx512f") &&
                           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
   if (limit == "avx512" && has_avx512) {
     return {avx512::depthwise_conv3d_forward, avx512::depthwise_conv3d_backward, "avx512"};
   }
-  if ((limit == "avx512" || limit == "avx2") && has_avx2) {
+  if (limit != "generic" && has_avx2) {
     return {avx2::depthwise_conv3d_forward, avx2::depthwise_conv3d_backward, "avx2"};
   }
 #endif
@@ -108,11 +120,12 @@ bool is_channels_last(const at::Tensor& t) {
 // Below this many output positions per plane, vectorizing along W wastes most lanes.
 constexpr int64_t kSmallPlane = 64;
 
-// The weight in the accumulation type, laid out as the kernel reads it.
-at::Tensor prepared_weight(const at::Tensor& weight, bool channels_last) {
+// The weight in the accumulation type, laid out as the kernel reads it: [taps][C] for the
+// channel-vectorized kernels, [C][taps] for the planar ones.
+at::Tensor prepared_weight(const at::Tensor& weight, bool taps_outer) {
   const int64_t channels = weight.size(0);
   at::Tensor w = weight.to(accumulation_type(weight.scalar_type())).reshape({channels, -1});
-  return (channels_last ? w.t() : w).contiguous();
+  return (taps_outer ? w.t() : w).contiguous();
 }
 
 void depthwise_conv3d_forward(const at::Tensor& input, const at::Tensor& weight,
@@ -122,8 +135,8 @@ void depthwise_conv3d_forward(const at::Tensor& input, const at::Tensor& weight,
   DepthwiseConv3dParams p = make_params(input, weight, output, stride, padding, dilation);
   if (output.numel() == 0) return;
   // Vectorize over channels for channels-last input or small planes, else along W.
-  p.channels_last = is_channels_last(input) || p.out_size[1] * p.out_size[2] < kSmallPlane;
-  const at::Tensor w = prepared_weight(weight, p.channels_last);
+  p.vectorize_channels = is_channels_last(input) || p.out_size[1] * p.out_size[2] < kSmallPlane;
+  const at::Tensor w = prepared_weight(weight, p.vectorize_channels);
   at::Tensor b;
   if (bias.has_value()) {
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == p.channels,
@@ -147,7 +160,7 @@ void depthwise_conv3d_backward(const at::Tensor& grad_output, const at::Tensor& 
     copy_strides(p.grad_input_strides, *grad_input);
   }
   // The channels-last backward kernels vectorize over C and need unit channel strides.
-  p.channels_last = is_channels_last(input) && input.stride(1) == 1 && grad_output.stride(1) == 1 &&
+  p.vectorize_channels = is_channels_last(input) && input.stride(1) == 1 && grad_output.stride(1) == 1 &&
                     (!grad_input.has_value() || grad_input->stride(1) == 1);
   const int64_t taps = p.kernel[0] * p.kernel[1] * p.kernel[2];
   const auto double_opts = input.options().dtype(at::kDouble).memory_format(at::MemoryFormat::Contiguous);
@@ -159,7 +172,7 @@ void depthwise_conv3d_backward(const at::Tensor& grad_output, const at::Tensor& 
     if (dw.defined()) dw.zero_();
     if (db.defined()) db.zero_();
   } else {
-    const at::Tensor w = prepared_weight(weight, p.channels_last);
+    const at::Tensor w = prepared_weight(weight, p.vectorize_channels);
     kernels().backward(p, grad_output.const_data_ptr(), input.const_data_ptr(), w.const_data_ptr(),
                        grad_input.has_value() ? grad_input->mutable_data_ptr() : nullptr,
                        dw.defined() ? dw.mutable_data_ptr<double>() : nullptr,

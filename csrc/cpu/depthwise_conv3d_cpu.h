@@ -22,7 +22,7 @@ struct DepthwiseConv3dParams {
   int64_t input_strides[5];   // N, C, T, H, W, in elements
   int64_t output_strides[5];  // output (forward) or grad_output (backward)
   int64_t grad_input_strides[5];  // backward only
-  bool channels_last;  // true: the kernels that vectorize over C; false: those that vectorize along W
+  bool vectorize_channels;  // true: the kernels that vectorize over C; false: those that vectorize along W
   ScalarKind scalar;
 };
 

@@ -1,7 +1,7 @@
-// CPU depthwise conv3d kernels, templated on the element and accumulation type.
-// Included once per instruction set by depthwise_conv3d_kernels_<isa>.cpp, which
-// defines VID3D_CPU_ISA; the loops are written so the compiler vectorizes them
-// (over W in the planar layout, over C in channels-last).
+// CPU depthwise conv3d kernels, templated on the element and accumulation type and written
+// with GCC/Clang vector extensions: the planar kernels vectorize along W, the channel kernels
+// over C. Included once per instruction set (compile_for_isa.h), inside the namespace
+// VID3D_ISA_NAMESPACE, with VID3D_VECTOR_BYTES as the vector width.
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
@@ -15,7 +15,7 @@
 
 #include "depthwise_conv3d_cpu.h"
 
-namespace vid3d::cpu::VID3D_CPU_ISA {
+namespace vid3d::cpu::VID3D_ISA_NAMESPACE {
 namespace {
 
 // Output indices o in [lo, hi) whose input index o * stride + shift lies in [0, in_size).
@@ -350,9 +350,7 @@ void backward_planar_unit_stride(const DepthwiseConv3dParams& p, const scalar_t*
             for (int64_t wo = 0; wo < Wo; ++wo) dst[wo] = static_cast<acc_t>(src[wo * gs[4]]);
           }
         if (grad_bias) {
-          acc_t sum = 0;
-          for (int64_t i = 0; i < To * g_flat_plane; ++i) sum += g_flat[i];
-          db += sum;
+          for (int64_t i = 0; i < To * g_flat_plane; ++i) db += g_flat[i];
         }
         if (!grad_weight) continue;
         x_pad.fill(input + n * xs[0] + c * xs[1], p.in_size, xs + 2);
@@ -368,9 +366,9 @@ void backward_planar_unit_stride(const DepthwiseConv3dParams& p, const scalar_t*
   });
 }
 
-// Parallel over channels so each channel's weight gradient is reduced by one
-// thread in a fixed order: the result does not depend on the thread count.
-// Any stride: scatter each output gradient row into the input gradient, one channel per task.
+// Backward for non-unit strides: scatters each output gradient row into the input gradient.
+// Parallel over channels so each channel's weight gradient is reduced by one thread in a
+// fixed order: the result does not depend on the thread count.
 template <bool Unit, typename scalar_t, typename acc_t>
 void backward_planar(const DepthwiseConv3dParams& p, const scalar_t* grad_output,
                      const scalar_t* input, const acc_t* weight, scalar_t* grad_input,
@@ -607,32 +605,46 @@ __attribute__((noinline)) void position_block(const acc_t* __restrict x, int64_t
   for (int64_t i = 0; i < Q; ++i) store_lanes<scalar_t, acc_t>(y + i * y_step, acc[i], lanes, lane_stride);
 }
 
-// Forward vectorized over channels. A task is a run of output planes of one batch element. The
-// input planes they read are copied, as they are first needed, into a ring of zero-padded
-// channels-last planes (channels padded to whole vectors, W split into stride phases so a
-// strided walk reads consecutive positions); then P output positions at a time per vector of
-// channels accumulate in registers with no border checks. Reads any input layout (the copy is
-// where a planar input is transposed) and writes any output layout. Weight and bias come as
-// [taps][C].
+// Forward vectorized over channels. A task is a band of output rows in a run of output planes
+// of one batch element. The input rows the band reads are copied, plane by plane as they are
+// first needed, into a ring of zero-padded channels-last buffers (channels padded to whole
+// vectors, W split into stride phases so a strided walk reads consecutive positions); then P
+// output positions at a time per vector of channels accumulate in registers with no border
+// checks. Reads any input layout (the copy is where a planar input is transposed) and writes
+// any output layout. Weight and bias come as [taps][C].
 template <typename scalar_t, typename acc_t>
 void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* input, const acc_t* weight,
                             const acc_t* bias, scalar_t* output) {
   using V = vec_t<acc_t>;
   constexpr int64_t L = kLanes<acc_t>;
+  constexpr int64_t kRingBytes = 768 << 10;  // what a ring may take of a core's L2
   const int64_t C = p.channels, ntaps = taps_of(p);
   const int64_t blocks = (C + L - 1) / L, Cp = blocks * L;
   const int64_t T = p.in_size[0], H = p.in_size[1], W = p.in_size[2];
-  const int64_t sw = p.stride[2];
-  const int64_t Hp = H + 2 * p.padding[1], Wp = W + 2 * p.padding[2];
-  const int64_t row_phase = (Wp + sw - 1) / sw, row = sw * row_phase, plane = Hp * row * Cp;
+  const int64_t sh = p.stride[1], sw = p.stride[2];
+  const int64_t Wp = W + 2 * p.padding[2];
+  const int64_t row_phase = (Wp + sw - 1) / sw, row = sw * row_phase;
   const int64_t To = p.out_size[0], Ho = p.out_size[1], Wo = p.out_size[2];
-  const int64_t KT = p.kernel[0], taps_per_plane = p.kernel[1] * p.kernel[2];
+  const int64_t KT = p.kernel[0], KH = p.kernel[1], taps_per_plane = KH * p.kernel[2];
   const int64_t* xs = p.input_strides;
   const int64_t* ys = p.output_strides;
-  // Offset within a buffer plane of padded row h, padded column w.
+
+  // Bands of output rows small enough for the ring to stay in cache.
+  auto band_input_rows = [&](int64_t rows) { return (rows - 1) * sh + (KH - 1) * p.dilation[1] + 1; };
+  int64_t band_rows = Ho;
+  while (band_rows > 1 && KT * band_input_rows(band_rows) * row * Cp * int64_t(sizeof(acc_t)) > kRingBytes)
+    band_rows = (band_rows + 1) / 2;
+  const int64_t bands = (Ho + band_rows - 1) / band_rows;
+  const int64_t plane = band_input_rows(band_rows) * row * Cp;
+  // Enough tasks for the threads, as few as that allows (each task starts with a cold ring).
+  const int64_t want = (4 * at::get_num_threads() + p.batch * bands - 1) / (p.batch * bands);
+  const int64_t runs = std::min(To, std::max<int64_t>(1, want));
+  const int64_t run_length = (To + runs - 1) / runs;
+
+  // Offset within a ring plane of band row h (padded rows from the band's first), padded column w.
   auto in_plane = [&](int64_t h, int64_t w) { return (h * row + (w % sw) * row_phase + w / sw) * Cp; };
   std::vector<int64_t> plane_tap_off, col(W);
-  for (int64_t kh = 0; kh < p.kernel[1]; ++kh)
+  for (int64_t kh = 0; kh < KH; ++kh)
     for (int64_t kw = 0; kw < p.kernel[2]; ++kw) plane_tap_off.push_back(in_plane(kh * p.dilation[1], kw * p.dilation[2]));
   for (int64_t w = 0; w < W; ++w) col[w] = in_plane(0, w + p.padding[2]);
   // Weight and bias per vector of channels, zero past C.
@@ -642,19 +654,19 @@ void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* inpu
     if (bias) b_blocks[c] = bias[c];
   }
   const bool channels_inner = xs[1] <= xs[4];
-  // Enough tasks for the threads, as few as that allows (each task starts with a cold ring).
-  const int64_t runs = std::min(To, std::max<int64_t>(1, (4 * at::get_num_threads() + p.batch - 1) / p.batch));
-  const int64_t run_length = (To + runs - 1) / runs;
 
-  // Copies input plane t (zeros outside the input) of batch element n into a ring plane.
-  auto fill_plane = [&](acc_t* dst_plane, int64_t n, int64_t t) {
-    if (t < 0 || t >= T) {
-      std::fill(dst_plane, dst_plane + plane, acc_t(0));
-      return;
-    }
-    for (int64_t h = 0; h < H; ++h) {
+  // Copies the rows of input plane t that a band starting at padded row hp0 reads (zeros
+  // outside the input) of batch element n into a ring plane. Padded columns and the channels
+  // past C are never written, so they stay zero.
+  auto fill_plane = [&](acc_t* dst_plane, int64_t n, int64_t t, int64_t hp0) {
+    for (int64_t r = 0; r < band_input_rows(band_rows); ++r) {
+      const int64_t h = hp0 + r - p.padding[1];
+      acc_t* dst_row = dst_plane + r * row * Cp;
+      if (t < 0 || t >= T || h < 0 || h >= H) {
+        std::fill(dst_row, dst_row + row * Cp, acc_t(0));
+        continue;
+      }
       const scalar_t* src = input + n * xs[0] + t * xs[2] + h * xs[3];
-      acc_t* dst_row = dst_plane + (h + p.padding[1]) * row * Cp;
       if (channels_inner) {
         for (int64_t w = 0; w < W; ++w) {
           const scalar_t* s = src + w * xs[4];
@@ -674,16 +686,16 @@ void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* inpu
     }
   };
 
-  at::parallel_for(0, p.batch * runs, 1, [&](int64_t begin, int64_t end) {
-    // The ring: KT planes, each tagged with the input plane it holds. Channels past C and the
-    // padded rows and columns are never written, so they stay zero.
-    std::vector<acc_t> ring_storage(KT * plane + kLanes<acc_t>, acc_t(0));
+  at::parallel_for(0, p.batch * runs * bands, 1, [&](int64_t begin, int64_t end) {
+    // The ring: KT planes, each tagged with the input plane it holds.
+    std::vector<acc_t> ring_storage(KT * plane + L, acc_t(0));
     acc_t* ring = aligned_to_vector(ring_storage.data());
     std::vector<int64_t> held(KT), slot_of(KT), tap_off(ntaps);
     std::vector<char> wanted(KT);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / runs;
-      const int64_t to_begin = task % runs * run_length, to_end = std::min(To, to_begin + run_length);
+      const int64_t band = task % bands, run = task / bands % runs, n = task / (bands * runs);
+      const int64_t ho_begin = band * band_rows, ho_end = std::min(Ho, ho_begin + band_rows);
+      const int64_t to_begin = run * run_length, to_end = std::min(To, to_begin + run_length);
       std::fill(held.begin(), held.end(), std::numeric_limits<int64_t>::min());
       for (int64_t to = to_begin; to < to_end; ++to) {
         // Keep the planes this output plane reads, fill the missing ones into the others.
@@ -702,7 +714,7 @@ void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* inpu
           if (slot_of[kd] >= 0) continue;
           while (wanted[free_slot]) ++free_slot;
           const int64_t t = to * p.stride[0] + kd * p.dilation[0] - p.padding[0];
-          fill_plane(ring + free_slot * plane, n, t);
+          fill_plane(ring + free_slot * plane, n, t, ho_begin * sh);
           held[free_slot] = t;
           wanted[free_slot] = 1;
           slot_of[kd] = free_slot;
@@ -711,24 +723,24 @@ void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* inpu
           for (int64_t k = 0; k < taps_per_plane; ++k)
             tap_off[kd * taps_per_plane + k] = slot_of[kd] * plane + plane_tap_off[k];
         const int64_t x_step = Cp, y_step = ys[4];
-        for (int64_t ho = 0; ho < Ho; ++ho) {
-          const acc_t* x_row = ring + in_plane(ho * p.stride[1], 0);
+        for (int64_t ho = ho_begin; ho < ho_end; ++ho) {
+          const acc_t* x_row = ring + in_plane((ho - ho_begin) * sh, 0);
           scalar_t* y_row = output + n * ys[0] + to * ys[2] + ho * ys[3];
           // One vector of channels at a time along the row, so the rows it reads stay in L1.
           for (int64_t cb = 0; cb < blocks; ++cb) {
             const int64_t c0 = cb * L;
             const V init = load<acc_t>(b_blocks.data() + c0);
             const acc_t* w_blk = w_blocks.data() + cb * ntaps * L;
-            auto run = [&](auto block, int64_t wo) {
+            auto run_block = [&](auto block, int64_t wo) {
               position_block<decltype(block)::value>(x_row + wo * x_step + c0, x_step, tap_off.data(), ntaps, w_blk,
                                                      init, y_row + wo * y_step + c0 * ys[1], y_step,
                                                      std::min(L, C - c0), ys[1]);
             };
             int64_t wo = 0;
-            for (; wo + 8 <= Wo; wo += 8) run(std::integral_constant<int64_t, 8>{}, wo);
-            for (; wo + 4 <= Wo; wo += 4) run(std::integral_constant<int64_t, 4>{}, wo);
-            for (; wo + 2 <= Wo; wo += 2) run(std::integral_constant<int64_t, 2>{}, wo);
-            if (wo < Wo) run(std::integral_constant<int64_t, 1>{}, wo);
+            for (; wo + 8 <= Wo; wo += 8) run_block(std::integral_constant<int64_t, 8>{}, wo);
+            for (; wo + 4 <= Wo; wo += 4) run_block(std::integral_constant<int64_t, 4>{}, wo);
+            for (; wo + 2 <= Wo; wo += 2) run_block(std::integral_constant<int64_t, 2>{}, wo);
+            if (wo < Wo) run_block(std::integral_constant<int64_t, 1>{}, wo);
           }
         }
       }
@@ -819,7 +831,7 @@ void forward_typed(const DepthwiseConv3dParams& p, const void* input, const void
   const auto* w = static_cast<const acc_t*>(weight);
   const auto* b = static_cast<const acc_t*>(bias);
   auto* y = static_cast<scalar_t*>(output);
-  if (p.channels_last) {
+  if (p.vectorize_channels) {
     forward_channel_blocks(p, x, w, b, y);
   } else {
     forward_planar(p, x, w, b, y);
@@ -833,7 +845,7 @@ void backward_typed(const DepthwiseConv3dParams& p, const void* grad_output, con
   const auto* x = static_cast<const scalar_t*>(input);
   const auto* w = static_cast<const acc_t*>(weight);
   auto* dx = static_cast<scalar_t*>(grad_input);
-  if (p.channels_last) {
+  if (p.vectorize_channels) {
     backward_channels_last(p, g, x, w, dx, grad_weight, grad_bias);
   } else if (p.stride[0] == 1 && p.stride[1] == 1 && p.stride[2] == 1) {
     backward_planar_unit_stride(p, g, x, w, dx, grad_weight, grad_bias);
@@ -873,4 +885,4 @@ void depthwise_conv3d_backward(const DepthwiseConv3dParams& p, const void* grad_
   }
 }
 
-}  // namespace vid3d::cpu::VID3D_CPU_ISA
+}  // namespace vid3d::cpu::VID3D_ISA_NAMESPACE

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 
 import torch
 
@@ -32,11 +31,12 @@ def _cpu_name() -> str:
 
 
 def _commit() -> str:
+    """The commit vid3d was built from (stamped by setup.py)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
+        from .._build_info import COMMIT
+    except ImportError:
         return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
+    return COMMIT
 
 
 def device_name(device: torch.device) -> str:

@@ -45,7 +45,7 @@ def depthwise_conv3d(
     weight: Tensor,
     bias: Tensor | None = None,
     stride: IntOrTriple = 1,
-    padding: IntOrTriple = 0,
+    padding: IntOrTriple | str = 0,
     dilation: IntOrTriple = 1,
 ) -> Tensor:
     """Depthwise 3D convolution: ``F.conv3d(input, weight, bias, stride, padding, dilation, groups=C)``.
@@ -56,7 +56,8 @@ def depthwise_conv3d(
         weight: ``(C, 1, kt, kh, kw)``, same dtype and device as ``input``.
         bias: ``(C,)`` or None.
         stride, padding, dilation: an int or a ``(t, h, w)`` triple; stride and dilation >= 1,
-            padding >= 0.
+            padding >= 0. padding may also be ``"valid"`` (0) or ``"same"`` (stride 1, even
+            ``dilation * (kernel - 1)``), as in ``F.conv3d``.
 
     Returns:
         ``(N, C, To, Ho, Wo)`` in the memory format of ``input`` (channels_last_3d stays
@@ -109,7 +110,7 @@ def conv2plus1d(
     spatial_bias: Tensor | None = None,
     temporal_bias: Tensor | None = None,
     stride: IntOrTriple = (1, 1, 1),
-    padding: IntOrTriple = (0, 0, 0),
+    padding: IntOrTriple | str = (0, 0, 0),
     dilation: IntOrTriple = (1, 1, 1),
     mid_activation: str | None = None,
 ) -> Tensor:
@@ -120,7 +121,8 @@ def conv2plus1d(
         spatial_weight: ``(C_mid, C_in // g_s, 1, kh, kw)``; ``g_s = C_in // spatial_weight.shape[1]``.
         temporal_weight: ``(C_out, C_mid // g_t, kt, 1, 1)``; ``g_t = C_mid // temporal_weight.shape[1]``.
         spatial_bias, temporal_bias: ``(C_mid,)`` / ``(C_out,)`` or None.
-        stride, padding, dilation: ``(t, h, w)`` triples (or ints); the spatial conv uses
+        stride, padding, dilation: ``(t, h, w)`` triples (or ints; padding also ``"same"`` or
+            ``"valid"`` over the (kt, kh, kw) of the pair); the spatial conv uses
             ``(1, h, w)`` / ``(0, h, w)`` / ``(1, h, w)``, the temporal conv ``(t, 1, 1)`` /
             ``(t, 0, 0)`` / ``(t, 1, 1)``.
         mid_activation: None or ``"relu"``, applied between the two convs.

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._kernels import kernels
+from ._shapes import conv_output_sizes
 
 _CL3D = torch.channels_last_3d
 
@@ -45,10 +46,7 @@ def _nothing(x: Tensor) -> Tensor:
 
 
 def _conv_shape(x_shape, weight_shape, stride, padding, dilation) -> list:
-    sizes = [
-        (i + 2 * p - d * (k - 1) - 1) // s + 1
-        for i, k, s, p, d in zip(x_shape[2:], weight_shape[2:], stride, padding, dilation)
-    ]
+    sizes = conv_output_sizes(x_shape[2:], weight_shape[2:], stride, padding, dilation)
     return [x_shape[0], weight_shape[0], *sizes]
 
 
@@ -123,6 +121,19 @@ def _depthwise_backward(ctx, grad_output):
 
 
 depthwise_conv3d.register_autograd(_depthwise_backward, setup_context=_depthwise_setup_context)
+
+
+def _no_double_backward(op_name: str):
+    def backward(ctx, *grads):
+        raise NotImplementedError(
+            f"vid3d: double backward through {op_name} is not supported; run this computation under "
+            "vid3d.backend('torch') to differentiate twice"
+        )
+
+    return backward
+
+
+depthwise_conv3d_backward.register_autograd(_no_double_backward("depthwise_conv3d"))
 
 
 # ---------------------------------------------------------------- channel shuffle
@@ -219,15 +230,17 @@ def _is_depthwise(x: Tensor, weight: Tensor) -> bool:
     return weight.shape[1] == 1 and weight.shape[0] == x.shape[1]
 
 
-def _stage_forward(backend: str, x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, dilation):
-    """One convolution of a (2+1)D pair: vid3d's depthwise kernel, or ATen's for a dense one."""
+def _stage_forward(backend: str, x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, dilation,
+                   layout_of: Tensor):
+    """One convolution of a (2+1)D pair, its output in the layout of ``layout_of``: vid3d's
+    depthwise kernel, or ATen's convolution for a dense one."""
     if _is_depthwise(x, weight):
-        output = _new_like(x, _conv_shape(x.shape, weight.shape, stride, padding, dilation))
+        output = _new_like(layout_of, _conv_shape(x.shape, weight.shape, stride, padding, dilation))
         kernels(backend).depthwise_conv3d_forward(x, weight, bias, stride, padding, dilation, output)
         return output
     groups = x.shape[1] // weight.shape[1]
     output = F.conv3d(x, weight, bias, stride, padding, dilation, groups)
-    return output.contiguous(memory_format=memory_format_of(x))
+    return output.contiguous(memory_format=memory_format_of(layout_of))
 
 
 def _stage_backward(backend, grad_output, x, weight, has_bias, stride, padding, dilation, mask):
@@ -269,10 +282,11 @@ def conv2plus1d(
     mid_activation: str | None,
     backend: str,
 ) -> Tensor:
-    mid = _stage_forward(backend, input, spatial_weight, spatial_bias, *spatial_conv_args(stride, padding, dilation))
+    spatial, temporal = spatial_conv_args(stride, padding, dilation), temporal_conv_args(stride, padding, dilation)
+    mid = _stage_forward(backend, input, spatial_weight, spatial_bias, *spatial, input)
     if mid_activation == "relu":
         mid.relu_()
-    return _stage_forward(backend, mid, temporal_weight, temporal_bias, *temporal_conv_args(stride, padding, dilation))
+    return _stage_forward(backend, mid, temporal_weight, temporal_bias, *temporal, input)
 
 
 @conv2plus1d.register_fake
@@ -303,7 +317,7 @@ def conv2plus1d_backward(
     want_x, want_ws, want_wt, want_bs, want_bt = output_mask
     spatial = spatial_conv_args(stride, padding, dilation)
     temporal = temporal_conv_args(stride, padding, dilation)
-    mid = _stage_forward(backend, input, spatial_weight, spatial_bias, *spatial)
+    mid = _stage_forward(backend, input, spatial_weight, spatial_bias, *spatial, input)
     activated = mid.relu() if mid_activation == "relu" else mid
     want_mid = want_x or want_ws or want_bs
     grad_mid, grad_wt, grad_bt = _stage_backward(
@@ -355,3 +369,4 @@ def _conv2plus1d_backward(ctx, grad_output):
 
 
 conv2plus1d.register_autograd(_conv2plus1d_backward, setup_context=_conv2plus1d_setup_context)
+conv2plus1d_backward.register_autograd(_no_double_backward("conv2plus1d"))

@@ -15,7 +15,6 @@ public ops run the PyTorch reference for it.
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 
@@ -40,17 +39,15 @@ else:
 
 @dataclass(frozen=True)
 class KernelSet:
-    name: str
     depthwise_conv3d_forward: object
     depthwise_conv3d_backward: object
     cat_shuffle3d_forward: object
     cat_shuffle3d_backward: object
 
 
-def _native_kernels(name: str) -> KernelSet:
+def _native_kernels() -> KernelSet:
     ops = torch.ops.vid3d_native
     return KernelSet(
-        name,
         ops.depthwise_conv3d_forward,
         ops.depthwise_conv3d_backward,
         ops.cat_shuffle3d_forward,
@@ -65,20 +62,18 @@ def unavailable_reason(name: str, device: torch.device) -> str | None:
     if name in ("cpu", "cuda"):
         if _C is None:
             return f"the native extension vid3d._C is not built ({_NATIVE_IMPORT_ERROR}); reinstall vid3d"
-        if device.type != name:
-            return f"it runs only {name} tensors and these are on {device}"
         if name == "cuda" and not _C.WITH_CUDA:
             return "vid3d._C was built without CUDA kernels (reinstall with a CUDA build of torch and nvcc)"
+        if device.type != name:
+            return f"it runs only {name} tensors and these are on {device}"
         return None
     if name == "triton":
-        if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-            return "Triton runs CPU tensors only under its interpreter (set TRITON_INTERPRET=1 before importing triton)"
-        return "this build of vid3d has no Triton kernels yet"
+        return "this version of vid3d has no Triton kernels yet"
     raise ValueError(f"unknown vid3d backend {name!r}")
 
 
-# "auto" takes the first usable backend of its device's list. The order is measured, not
-# guessed: see bench/README.md (CPU). GPU orders are refined per shape by the CUDA work.
+# "auto" takes the first usable backend of its device's list. The CPU order is measured, not
+# guessed: vid3d's CPU kernels against PyTorch in bench/README.md.
 AUTO_ORDER = {"cpu": ("cpu", "torch"), "cuda": ("cuda", "triton", "torch")}
 
 
@@ -99,5 +94,5 @@ def resolve(op: str, device: torch.device) -> str:
 def kernels(name: str) -> KernelSet:
     """The kernel set of a resolved, non-"torch" backend."""
     if name in ("cpu", "cuda"):
-        return _native_kernels(name)
+        return _native_kernels()
     raise RuntimeError(f"vid3d: backend {name!r} has no kernels")

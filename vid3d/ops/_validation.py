@@ -7,9 +7,12 @@ given. Device and dtype agreement are checked too, so no kernel ever sees mixed 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import torch
+
+from ._shapes import conv_output_sizes
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
@@ -34,30 +37,57 @@ def check_same(op: str, reference_name: str, reference: torch.Tensor, name: str,
         _fail(TypeError, op, f"{name} has dtype {other.dtype} but {reference_name} has {reference.dtype}")
 
 
+def _as_int(value):
+    """value as an int if it is an integer (int, numpy integer, 0-d integer tensor), else None."""
+    if isinstance(value, bool) or (isinstance(value, torch.Tensor) and value.is_floating_point()):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def triple(op: str, name: str, value, minimum: int) -> tuple[int, int, int]:
-    """An int or 3 ints as a 3-tuple, each at least ``minimum``."""
-    if isinstance(value, bool):
-        _fail(TypeError, op, f"{name} must be an int or a sequence of 3 ints, got {value!r}")
-    if isinstance(value, int):
-        values = (value,) * 3
-    elif isinstance(value, Sequence) and len(value) == 3 and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
-        values = tuple(value)
+    """An integer or 3 integers as a 3-tuple, each at least ``minimum``."""
+    single = _as_int(value)
+    if single is not None:
+        values = (single,) * 3
+    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 3:
+        values = tuple(_as_int(v) for v in value)
     else:
+        values = (None,)
+    if None in values:
         _fail(TypeError, op, f"{name} must be an int or a sequence of 3 ints, got {value!r}")
     if min(values) < minimum:
         _fail(ValueError, op, f"every {name} must be at least {minimum}, got {values}")
     return values
 
 
+def padding_triple(op: str, padding, kernel: Sequence[int], stride, dilation) -> tuple[int, int, int]:
+    """padding as a 3-tuple; "valid" means 0 and "same" the padding that keeps the size at stride 1."""
+    if padding == "valid":
+        return (0, 0, 0)
+    if padding == "same":
+        if stride != (1, 1, 1):
+            _fail(ValueError, op, f"padding='same' needs stride 1, got stride {stride}")
+        spans = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        if any(span % 2 for span in spans):
+            _fail(
+                ValueError,
+                op,
+                f"padding='same' with kernel {tuple(kernel)} and dilation {dilation} needs uneven padding, "
+                "which is not supported; pad the input with F.pad first",
+            )
+        return tuple(span // 2 for span in spans)
+    if isinstance(padding, str):
+        _fail(ValueError, op, f"padding must be an int, 3 ints, 'same' or 'valid', got {padding!r}")
+    return triple(op, "padding", padding, 0)
+
+
 def conv_output_size(
     op: str, input_size: Sequence[int], kernel: Sequence[int], stride, padding, dilation
 ) -> tuple[int, int, int]:
-    out = tuple(
-        (i + 2 * p - d * (k - 1) - 1) // s + 1
-        for i, k, s, p, d in zip(input_size, kernel, stride, padding, dilation)
-    )
+    out = tuple(conv_output_sizes(input_size, kernel, stride, padding, dilation))
     if min(out) < 1:
         _fail(
             ValueError,
@@ -94,8 +124,8 @@ def check_depthwise_conv3d(op: str, input, weight, bias, stride, padding, dilati
         _fail(ValueError, op, f"weight kernel sizes must be >= 1, got {tuple(weight.shape[2:])}")
     check_bias(op, "bias", bias, channels, input)
     stride = triple(op, "stride", stride, 1)
-    padding = triple(op, "padding", padding, 0)
     dilation = triple(op, "dilation", dilation, 1)
+    padding = padding_triple(op, padding, weight.shape[2:], stride, dilation)
     conv_output_size(op, input.shape[2:], weight.shape[2:], stride, padding, dilation)
     return stride, padding, dilation
 
@@ -165,8 +195,9 @@ def check_conv2plus1d(
     if mid_activation not in (None, "relu"):
         _fail(ValueError, op, f"mid_activation must be None or 'relu', got {mid_activation!r}")
     stride = triple(op, "stride", stride, 1)
-    padding = triple(op, "padding", padding, 0)
     dilation = triple(op, "dilation", dilation, 1)
+    kernel = (temporal_weight.shape[2], spatial_weight.shape[3], spatial_weight.shape[4])
+    padding = padding_triple(op, padding, kernel, stride, dilation)
     t, h, w = input.shape[2:]
     spatial = conv_output_size(
         op, (t, h, w), spatial_weight.shape[2:], (1,) + stride[1:], (0,) + padding[1:], (1,) + dilation[1:]
