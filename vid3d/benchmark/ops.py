@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import vid3d
+from vid3d.ops._kernels import native_backend
 
 from .timing import measure
 
@@ -37,8 +38,8 @@ def _impls(device: torch.device) -> list[Impl]:
         return F.conv3d(x, w, None, 1, 1, 1, x.shape[1])
 
     impls = [Impl("torch-eager", torch_conv)]
-    backend = vid3d.ops._kernels.resolve("depthwise_conv3d", device)
-    if backend != "torch":
+    backend = native_backend(device)
+    if backend is not None:
         def vid3d_conv(x, w, backend=backend):
             with vid3d.backend(backend):
                 return vid3d.ops.depthwise_conv3d(x, w, None, 1, 1, 1)

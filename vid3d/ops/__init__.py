@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from . import _custom_ops, _reference
-from ._kernels import resolve
+from ._kernels import cpu_native_is_faster, resolve
 from ._validation import (
     check_cat_shuffle3d,
     check_channel_shuffle3d,
@@ -27,6 +27,13 @@ from ._validation import (
 __all__ = ["depthwise_conv3d", "channel_shuffle3d", "cat_shuffle3d", "conv2plus1d"]
 
 IntOrTriple = int | Sequence[int]
+
+
+def _native_is_faster(op, tensors, depthwise=True) -> bool:
+    """For "auto": whether vid3d's kernels beat PyTorch for this call (a measured table on the CPU)."""
+    if tensors[0].device.type != "cpu":
+        return True
+    return cpu_native_is_faster(op, tensors, depthwise)
 
 
 def _autocast(*tensors):
@@ -67,7 +74,7 @@ def depthwise_conv3d(
     check_tensor(op, "input", input)
     input, weight, bias = _autocast(input, weight, bias)
     stride, padding, dilation = check_depthwise_conv3d(op, input, weight, bias, stride, padding, dilation)
-    backend = resolve(op, input.device)
+    backend = resolve(op, input.device, _native_is_faster(op, (input, weight, bias)))
     if backend == "torch":
         return _reference.depthwise_conv3d(input, weight, bias, stride, padding, dilation)
     return _custom_ops.depthwise_conv3d(input, weight, bias, stride, padding, dilation, backend)
@@ -81,7 +88,7 @@ def channel_shuffle3d(input: Tensor, groups: int) -> Tensor:
     """
     op = "channel_shuffle3d"
     check_channel_shuffle3d(op, input, groups)
-    backend = resolve(op, input.device)
+    backend = resolve(op, input.device, _native_is_faster(op, (input,)))
     if backend == "torch":
         return _reference.channel_shuffle3d(input, groups)
     return _custom_ops.channel_shuffle3d(input, groups, backend)
@@ -97,7 +104,7 @@ def cat_shuffle3d(tensors: Sequence[Tensor], groups: int) -> Tensor:
     op = "cat_shuffle3d"
     check_cat_shuffle3d(op, tensors, groups)
     tensors = list(tensors)
-    backend = resolve(op, tensors[0].device)
+    backend = resolve(op, tensors[0].device, _native_is_faster(op, tensors))
     if backend == "torch":
         return _reference.cat_shuffle3d(tensors, groups)
     return _custom_ops.cat_shuffle3d(tensors, groups, backend)
@@ -139,9 +146,10 @@ def conv2plus1d(
         op, input, spatial_weight, temporal_weight, spatial_bias, temporal_bias, stride, padding, dilation,
         mid_activation,
     )
-    backend = resolve(op, input.device)
-    args = (input, spatial_weight, temporal_weight, spatial_bias, temporal_bias, stride, padding, dilation,
-            mid_activation)
+    depthwise = spatial_weight.shape[1] == 1 or temporal_weight.shape[1] == 1
+    params = (input, spatial_weight, temporal_weight, spatial_bias, temporal_bias)
+    backend = resolve(op, input.device, _native_is_faster(op, params, depthwise))
+    args = (*params, stride, padding, dilation, mid_activation)
     if backend == "torch":
         return _reference.conv2plus1d(*args)
     return _custom_ops.conv2plus1d(*args, backend)

@@ -72,19 +72,46 @@ def unavailable_reason(name: str, device: torch.device) -> str | None:
     raise ValueError(f"unknown vid3d backend {name!r}")
 
 
-# "auto" takes the first usable backend of its device's list. The CPU order is measured, not
-# guessed: vid3d's CPU kernels against PyTorch in bench/README.md.
+# "auto" takes the first usable backend of its device's list, except where the op's wrapper
+# says PyTorch is faster for the call (see cpu_native_is_faster).
 AUTO_ORDER = {"cpu": ("cpu", "torch"), "cuda": ("cuda", "triton", "torch")}
 
 
-def resolve(op: str, device: torch.device) -> str:
+def native_backend(device: torch.device) -> str | None:
+    """The first of vid3d's own backends that can run tensors on ``device`` here, or None."""
+    for name in AUTO_ORDER.get(device.type, ()):
+        if name != "torch" and unavailable_reason(name, device) is None:
+            return name
+    return None
+
+
+def cpu_native_is_faster(op: str, tensors, depthwise: bool = True) -> bool:
+    """Whether vid3d's CPU kernels beat PyTorch's for this call: the decision table of "auto".
+
+    Measured on the CPU (bench/README.md): vid3d's backward is 2-14x PyTorch's in both layouts,
+    so any call that will be differentiated runs vid3d. For inference, PyTorch's oneDNN kernels
+    win on channels_last_3d input and on small planes, and PyTorch's channel shuffle is at least
+    as fast as vid3d's; the one-pass cat + shuffle wins on NCDHW input.
+    """
+    first = tensors[0]
+    training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    planar = first.is_contiguous() and not first.is_contiguous(memory_format=torch.channels_last_3d)
+    if op == "channel_shuffle3d":
+        return False
+    if op == "cat_shuffle3d":
+        return planar and len(tensors) > 1
+    if not depthwise:
+        return False
+    small_plane = first.shape[3] * first.shape[4] < 64
+    return training or (planar and not small_plane)
+
+
+def resolve(op: str, device: torch.device, native_is_faster: bool = True) -> str:
     """The concrete backend that runs ``op`` on ``device`` under the current setting."""
     requested = get_backend()
     if requested == "auto":
-        for name in AUTO_ORDER.get(device.type, ("torch",)):
-            if unavailable_reason(name, device) is None:
-                return name
-        return "torch"
+        native = native_backend(device)
+        return native if native is not None and native_is_faster else "torch"
     reason = unavailable_reason(requested, device)
     if reason is not None:
         raise RuntimeError(f"vid3d.ops.{op}: backend {requested!r} is not usable: {reason}")
