@@ -24,6 +24,7 @@ test: install cuda-check
 
 install: deps
 	$(BIN)/pip install --no-build-isolation .
+	cd /tmp && $(abspath $(BIN))/vid3d info
 
 deps: $(VENV)/.deps
 

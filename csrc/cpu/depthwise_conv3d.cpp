@@ -119,6 +119,9 @@ bool is_channels_last(const at::Tensor& t) {
 
 // Below this many output positions per plane, vectorizing along W wastes most lanes.
 constexpr int64_t kSmallPlane = 64;
+// Outputs this large are written past the caches: they would not stay there anyway, and a plain
+// store first reads each line from memory. Measured on the CPU suite (bench/README.md).
+constexpr int64_t kStreamBytes = int64_t(4) << 20;
 
 // The weight in the accumulation type, laid out as the kernel reads it: [taps][C] for the
 // channel-vectorized kernels, [C][taps] for the planar ones.
@@ -136,6 +139,7 @@ void depthwise_conv3d_forward(const at::Tensor& input, const at::Tensor& weight,
   if (output.numel() == 0) return;
   // Vectorize over channels for channels-last input or small planes, else along W.
   p.vectorize_channels = is_channels_last(input) || p.out_size[1] * p.out_size[2] < kSmallPlane;
+  p.stream_output = output.nbytes() >= kStreamBytes;
   const at::Tensor w = prepared_weight(weight, p.vectorize_channels);
   at::Tensor b;
   if (bias.has_value()) {

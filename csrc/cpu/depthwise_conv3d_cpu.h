@@ -23,6 +23,7 @@ struct DepthwiseConv3dParams {
   int64_t output_strides[5];  // output (forward) or grad_output (backward)
   int64_t grad_input_strides[5];  // backward only
   bool vectorize_channels;  // true: the kernels that vectorize over C; false: those that vectorize along W
+  bool stream_output;       // write the output with cache-bypassing stores (large outputs)
   ScalarKind scalar;
 };
 

@@ -6,6 +6,10 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -568,10 +572,60 @@ inline int64_t input_grad_taps(const DepthwiseConv3dParams& p, const TapRanges& 
   return k;
 }
 
-// Stores one vector of `lanes` channels: a vector store when they are whole and contiguous.
+// A vector store that bypasses the caches, where the destination is vector-aligned: for large
+// outputs, whose lines would otherwise be read from memory before being overwritten.
+template <typename acc_t>
+inline void store_streaming(acc_t* y, const vec_t<acc_t>& v) {
+#if defined(__x86_64__)
+  if (reinterpret_cast<uintptr_t>(y) % VID3D_VECTOR_BYTES == 0) {
+    constexpr bool single = std::is_same_v<acc_t, float>;
+#if VID3D_VECTOR_BYTES == 64
+    using native = std::conditional_t<single, __m512, __m512d>;
+#elif VID3D_VECTOR_BYTES == 32
+    using native = std::conditional_t<single, __m256, __m256d>;
+#else
+    using native = std::conditional_t<single, __m128, __m128d>;
+#endif
+    native m;
+    std::memcpy(&m, &v, sizeof m);
+    if constexpr (single) {
+#if VID3D_VECTOR_BYTES == 64
+      _mm512_stream_ps(y, m);
+#elif VID3D_VECTOR_BYTES == 32
+      _mm256_stream_ps(y, m);
+#else
+      _mm_stream_ps(y, m);
+#endif
+    } else {
+#if VID3D_VECTOR_BYTES == 64
+      _mm512_stream_pd(y, m);
+#elif VID3D_VECTOR_BYTES == 32
+      _mm256_stream_pd(y, m);
+#else
+      _mm_stream_pd(y, m);
+#endif
+    }
+    return;
+  }
+#endif
+  store<acc_t>(y, v);
+}
+
+// Orders this thread's streaming stores before what follows.
+inline void finish_streaming() {
+#if defined(__x86_64__)
+  _mm_sfence();
+#endif
+}
+
+// Stores one vector of `lanes` channels: a vector store when they are whole and contiguous
+// (streaming if `stream`).
 template <typename scalar_t, typename acc_t>
-inline void store_lanes(scalar_t* y, const vec_t<acc_t>& v, int64_t lanes, int64_t lane_stride) {
+inline void store_lanes(scalar_t* y, const vec_t<acc_t>& v, int64_t lanes, int64_t lane_stride, bool stream) {
   if (lanes == kLanes<acc_t> && lane_stride == 1) {
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      if (stream) return store_streaming<acc_t>(y, v);
+    }
     store<acc_t>(y, v);
     return;
   }
@@ -589,7 +643,7 @@ __attribute__((noinline)) void position_block(const acc_t* __restrict x, int64_t
                                               const int64_t* __restrict tap_off, int64_t ntaps,
                                               const acc_t* __restrict w_blk, const vec_t<acc_t>& init,
                                               scalar_t* __restrict y, int64_t y_step, int64_t lanes,
-                                              int64_t lane_stride) {
+                                              int64_t lane_stride, bool stream) {
   using V = vec_t<acc_t>;
   constexpr int64_t L = kLanes<acc_t>;
   V acc[Q];
@@ -602,7 +656,7 @@ __attribute__((noinline)) void position_block(const acc_t* __restrict x, int64_t
     for (int64_t i = 0; i < Q; ++i) acc[i] += wv * load<acc_t>(x_tap + i * x_step);
   }
 #pragma GCC unroll 16
-  for (int64_t i = 0; i < Q; ++i) store_lanes<scalar_t, acc_t>(y + i * y_step, acc[i], lanes, lane_stride);
+  for (int64_t i = 0; i < Q; ++i) store_lanes<scalar_t, acc_t>(y + i * y_step, acc[i], lanes, lane_stride, stream);
 }
 
 // Forward vectorized over channels. A task is a band of output rows in a run of output planes
@@ -734,7 +788,7 @@ void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* inpu
             auto run_block = [&](auto block, int64_t wo) {
               position_block<decltype(block)::value>(x_row + wo * x_step + c0, x_step, tap_off.data(), ntaps, w_blk,
                                                      init, y_row + wo * y_step + c0 * ys[1], y_step,
-                                                     std::min(L, C - c0), ys[1]);
+                                                     std::min(L, C - c0), ys[1], p.stream_output);
             };
             int64_t wo = 0;
             for (; wo + 8 <= Wo; wo += 8) run_block(std::integral_constant<int64_t, 8>{}, wo);
@@ -745,6 +799,7 @@ void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* inpu
         }
       }
     }
+    if (p.stream_output) finish_streaming();
   });
 }
 
