@@ -84,6 +84,18 @@ def padding_triple(op: str, padding, kernel: Sequence[int], stride, dilation) ->
     return triple(op, "padding", padding, 0)
 
 
+def conv_arguments(op: str, stride, padding, dilation, kernel: Sequence[int]):
+    """stride, padding and dilation of a convolution with this kernel, checked, as 3-tuples."""
+    stride = triple(op, "stride", stride, 1)
+    dilation = triple(op, "dilation", dilation, 1)
+    return stride, padding_triple(op, padding, kernel, stride, dilation), dilation
+
+
+def check_kernel_sizes(op: str, name: str, weight: torch.Tensor) -> None:
+    if min(weight.shape[2:]) < 1:
+        _fail(ValueError, op, f"{name} kernel sizes must be >= 1, got {tuple(weight.shape[2:])}")
+
+
 def conv_output_size(
     op: str, input_size: Sequence[int], kernel: Sequence[int], stride, padding, dilation
 ) -> tuple[int, int, int]:
@@ -120,12 +132,9 @@ def check_depthwise_conv3d(op: str, input, weight, bias, stride, padding, dilati
             f"weight must have shape (C, 1, kt, kh, kw) with C = input channels = {channels} "
             f"(a depthwise weight), got {tuple(weight.shape)}",
         )
-    if min(weight.shape[2:]) < 1:
-        _fail(ValueError, op, f"weight kernel sizes must be >= 1, got {tuple(weight.shape[2:])}")
+    check_kernel_sizes(op, "weight", weight)
     check_bias(op, "bias", bias, channels, input)
-    stride = triple(op, "stride", stride, 1)
-    dilation = triple(op, "dilation", dilation, 1)
-    padding = padding_triple(op, padding, weight.shape[2:], stride, dilation)
+    stride, padding, dilation = conv_arguments(op, stride, padding, dilation, weight.shape[2:])
     conv_output_size(op, input.shape[2:], weight.shape[2:], stride, padding, dilation)
     return stride, padding, dilation
 
@@ -188,16 +197,13 @@ def check_conv2plus1d(
                 f"{name} of shape {tuple(weight.shape)} does not fit {channels} input channels: its dim 1 must "
                 f"divide {channels} and the group count {channels} / dim 1 must divide its dim 0",
             )
-        if min(weight.shape[2:]) < 1:
-            _fail(ValueError, op, f"{name} kernel sizes must be >= 1, got {tuple(weight.shape[2:])}")
+        check_kernel_sizes(op, name, weight)
     check_bias(op, "spatial_bias", spatial_bias, mid_channels, input)
     check_bias(op, "temporal_bias", temporal_bias, temporal_weight.shape[0], input)
     if mid_activation not in (None, "relu"):
         _fail(ValueError, op, f"mid_activation must be None or 'relu', got {mid_activation!r}")
-    stride = triple(op, "stride", stride, 1)
-    dilation = triple(op, "dilation", dilation, 1)
     kernel = (temporal_weight.shape[2], spatial_weight.shape[3], spatial_weight.shape[4])
-    padding = padding_triple(op, padding, kernel, stride, dilation)
+    stride, padding, dilation = conv_arguments(op, stride, padding, dilation, kernel)
     t, h, w = input.shape[2:]
     spatial = conv_output_size(
         op, (t, h, w), spatial_weight.shape[2:], (1,) + stride[1:], (0,) + padding[1:], (1,) + dilation[1:]
