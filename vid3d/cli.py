@@ -35,7 +35,7 @@ def _bench(args) -> int:
     else:
         print("\nvid3d speedup over PyTorch, geometric mean over shapes:")
         for key, value in summary.items():
-            print(f"  {key:26s} {value:6.2f}x")
+            print(f"  {key:36s} {value:6.2f}x")
     if args.json:
         record = {**env, "date": datetime.date.today().isoformat(), "copy_gbps": copy_gbps, "ops": rows,
                   "models": [], "summary": summary}

@@ -1,9 +1,11 @@
-"""Depthwise conv3d against PyTorch, side by side in one process, on the present device.
+"""vid3d's ops against PyTorch, side by side in one process, on the present device.
 
-For each shape and memory layout it times PyTorch's ``F.conv3d(groups=C)`` and vid3d's op
-(forward, backward, forward+backward), a ``clone()`` of the input as the bandwidth
-reference, and checks each implementation's forward against a float64 reference. Rows
-follow the record schema of ``bench/results`` (see bench/README.md).
+For each shape and memory layout it times PyTorch's ``F.conv3d(groups=C)`` and vid3d's
+depthwise op (forward, backward, forward+backward), the channel shuffles (forward) against
+``F.channel_shuffle`` (after ``torch.cat``), and a ``clone()`` of the input as the bandwidth
+reference, and checks each implementation's forward against PyTorch in float64. vid3d's own
+kernels are timed (its native backend forced), not "auto". Rows follow the record schema of
+``bench/results`` (see bench/README.md).
 """
 
 from __future__ import annotations
@@ -103,14 +105,45 @@ def bench_depthwise(shape, layout: str, dtype: torch.dtype, device: torch.device
     return rows
 
 
+def bench_shuffles(shape, layout: str, dtype: torch.dtype, device: torch.device, budget_s: float,
+                   copy_gbps: float) -> list[dict]:
+    """Forward rows of channel_shuffle3d (4 groups) and cat_shuffle3d (the two channel halves, 2 groups)."""
+    fmt = LAYOUTS[layout]
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    xs = [torch.randn(shape, generator=gen).to(device=device, dtype=dtype).contiguous(memory_format=fmt)
+          for _ in range(ROTATE)]
+    halves = [[x[:, : shape[1] // 2].contiguous(memory_format=fmt), x[:, shape[1] // 2 :].contiguous(memory_format=fmt)]
+              for x in xs]
+    act_bytes = xs[0].numel() * xs[0].element_size()
+    cases = {
+        "channel_shuffle3d": (lambda i: F.channel_shuffle(xs[i % ROTATE], 4),
+                              lambda i: vid3d.ops.channel_shuffle3d(xs[i % ROTATE], 4)),
+        "cat_shuffle3d": (lambda i: F.channel_shuffle(torch.cat(halves[i % ROTATE], 1), 2),
+                          lambda i: vid3d.ops.cat_shuffle3d(halves[i % ROTATE], 2)),
+    }
+    backend = native_backend(device)
+    rows = []
+    for op, (reference, ours) in cases.items():
+        impls = [("torch-eager", reference)] + ([(f"vid3d-{backend}", ours)] if backend else [])
+        with torch.no_grad(), vid3d.backend(backend or "torch"):
+            expected = reference(0)
+            for name, run in impls:
+                err = _rel_err(run(0), expected.double())
+                rows.append(_row(op, "fwd", shape, dtype, layout, name, measure(run, device, budget_s=budget_s),
+                                 2 * act_bytes, copy_gbps, err))
+    return rows
+
+
 def run_suite(device: torch.device, shapes: Iterable = CPU_SHAPES, dtype: torch.dtype = torch.float32,
               budget_s: float = 0.5, progress: bool = True) -> list[dict]:
     from tqdm import tqdm
 
     cases = [(shape, layout) for shape in shapes for layout in LAYOUTS]
     rows = []
-    for shape, layout in tqdm(cases, desc="depthwise_conv3d", disable=not progress, leave=False):
-        rows += bench_depthwise(shape, layout, dtype, device, budget_s)
+    for shape, layout in tqdm(cases, desc="vid3d bench ops", disable=not progress, leave=False):
+        depthwise = bench_depthwise(shape, layout, dtype, device, budget_s)
+        copy_gbps = depthwise[0]["gbps"]  # the clone row
+        rows += depthwise + bench_shuffles(shape, layout, dtype, device, budget_s, copy_gbps)
     return rows
 
 
@@ -119,47 +152,49 @@ def _geomean(values: list[float]) -> float:
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Speedups of vid3d over PyTorch (geometric means over shapes) per direction and layout.
+    """Speedups of vid3d over PyTorch (geometric means over shapes) per op, direction and layout.
 
-    Keys: "<direction>/<layout>" (vid3d against PyTorch in the same layout) and
-    "<direction>/best" (vid3d's faster layout against PyTorch's faster layout).
+    Keys: "<op> <direction>/<layout>" (vid3d against PyTorch in the same layout) and
+    "<op> <direction>/best" (vid3d's faster layout against PyTorch's faster layout).
     """
     times = {}
     for r in rows:
-        if r["op"] == "depthwise_conv3d":
+        if r["op"] != "clone":
             kind = "vid3d" if r["impl"].startswith("vid3d") else "torch"
-            times[(tuple(r["shape"]), r["layout"], r["direction"], kind)] = r["median_ms"]
-    shapes = sorted({key[0] for key in times})
+            times[(r["op"], r["direction"], tuple(r["shape"]), r["layout"], kind)] = r["median_ms"]
     summary = {}
-    for direction in DIRECTIONS:
-        for layout in LAYOUTS:
-            ratios = [times[(s, layout, direction, "torch")] / times[(s, layout, direction, "vid3d")]
-                      for s in shapes if (s, layout, direction, "vid3d") in times]
-            summary[f"{direction}/{layout}"] = _geomean(ratios)
-        best = [min(times[(s, lay, direction, "torch")] for lay in LAYOUTS)
-                / min(times[(s, lay, direction, "vid3d")] for lay in LAYOUTS)
-                for s in shapes if all((s, lay, direction, "vid3d") in times for lay in LAYOUTS)]
-        summary[f"{direction}/best"] = _geomean(best)
+    for op, direction in dict.fromkeys((key[0], key[1]) for key in times):
+        shapes = sorted({key[2] for key in times if key[:2] == (op, direction)})
+
+        def ratio(shape, layouts):
+            if not all((op, direction, shape, lay, "vid3d") in times for lay in layouts):
+                return None
+            return (min(times[(op, direction, shape, lay, "torch")] for lay in layouts)
+                    / min(times[(op, direction, shape, lay, "vid3d")] for lay in layouts))
+
+        for name, layouts in [*((lay, (lay,)) for lay in LAYOUTS), ("best", tuple(LAYOUTS))]:
+            ratios = [r for r in (ratio(shape, layouts) for shape in shapes) if r is not None]
+            summary[f"{op} {direction}/{name}"] = _geomean(ratios)
     return summary
 
 
 def format_table(rows: list[dict]) -> str:
-    """A markdown table: per shape, layout and direction, PyTorch and vid3d times and the speedup."""
-    lines = ["| shape | layout | dir | torch ms | vid3d ms | speedup | vid3d % of copy | vid3d rel err |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    """A markdown table: per op, shape, layout and direction, PyTorch and vid3d times and the speedup."""
+    lines = ["| op | shape | layout | dir | torch ms | vid3d ms | speedup | vid3d % of copy | vid3d rel err |",
+             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     by_key = {}
     for r in rows:
-        if r["op"] == "depthwise_conv3d":
-            by_key.setdefault((tuple(r["shape"]), r["layout"], r["direction"]), {})[r["impl"]] = r
-    for (shape, layout, direction), impls in by_key.items():
+        if r["op"] != "clone":
+            by_key.setdefault((r["op"], tuple(r["shape"]), r["layout"], r["direction"]), {})[r["impl"]] = r
+    for (op, shape, layout, direction), impls in by_key.items():
         ours = next((r for name, r in impls.items() if name.startswith("vid3d")), None)
         theirs = impls["torch-eager"]
-        shape_text = "x".join(map(str, shape))
+        head = f"| {op} | {'x'.join(map(str, shape))} | {layout} | {direction} | {theirs['median_ms']:.3f} |"
         if ours is None:
-            lines.append(f"| {shape_text} | {layout} | {direction} | {theirs['median_ms']:.3f} | - | - | - | - |")
+            lines.append(f"{head} - | - | - | - |")
             continue
         lines.append(
-            f"| {shape_text} | {layout} | {direction} | {theirs['median_ms']:.3f} | {ours['median_ms']:.3f} | "
-            f"{theirs['median_ms'] / ours['median_ms']:.2f}x | {ours['pct_of_copy']:.0f}% | {ours['max_rel_err']:.1e} |"
+            f"{head} {ours['median_ms']:.3f} | {theirs['median_ms'] / ours['median_ms']:.2f}x | "
+            f"{ours['pct_of_copy']:.0f}% | {ours['max_rel_err']:.1e} |"
         )
     return "\n".join(lines)

@@ -88,10 +88,11 @@ def native_backend(device: torch.device) -> str | None:
 def cpu_native_is_faster(op: str, tensors, depthwise: bool = True) -> bool:
     """Whether vid3d's CPU kernels beat PyTorch's for this call: the decision table of "auto".
 
-    Measured on the CPU (bench/README.md): vid3d's backward is 2-14x PyTorch's in both layouts,
-    so any call that will be differentiated runs vid3d. For inference, PyTorch's oneDNN kernels
-    win on channels_last_3d input and on small planes, and PyTorch's channel shuffle is at least
-    as fast as vid3d's; the one-pass cat + shuffle wins on NCDHW input.
+    Measured on the CPU (bench/README.md): vid3d's depthwise backward is 2-20x PyTorch's in both
+    layouts, so any call that will be differentiated runs vid3d. For inference, PyTorch's oneDNN
+    kernels win on channels_last_3d input and on small planes, and PyTorch's channel shuffle is
+    faster than vid3d's; the one-pass cat + shuffle wins on NCDHW input of a million elements or
+    more.
     """
     first = tensors[0]
     training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
@@ -99,7 +100,7 @@ def cpu_native_is_faster(op: str, tensors, depthwise: bool = True) -> bool:
     if op == "channel_shuffle3d":
         return False
     if op == "cat_shuffle3d":
-        return planar and len(tensors) > 1
+        return planar and len(tensors) > 1 and sum(t.numel() for t in tensors) >= 1 << 20
     if not depthwise:
         return False
     small_plane = first.shape[3] * first.shape[4] < 64
