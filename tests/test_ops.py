@@ -419,6 +419,19 @@ def test_auto_follows_the_measured_cpu_table(monkeypatch, layout, requires_grad,
     assert calls == ([] if expected == "torch" else ["cpu"])
 
 
+@pytest.mark.parametrize("shape,layout,expected", [((2, 8, 8, 64, 64), "ncdhw", "cpu"),
+                                                   ((2, 8, 2, 8, 8), "ncdhw", "torch"),
+                                                   ((2, 8, 8, 64, 64), "channels_last_3d", "torch")])
+def test_auto_cat_shuffle_table(monkeypatch, shape, layout, expected):
+    calls = []
+    real = vid3d.ops._kernels.kernels
+    monkeypatch.setattr(vid3d.ops._custom_ops, "kernels", lambda name: calls.append(name) or real(name))
+    parts = [make_layout(torch.randn(shape), layout) for _ in range(2)]
+    with vid3d.backend("auto"):
+        ops.cat_shuffle3d(parts, 2)
+    assert calls == ([] if expected == "torch" else ["cpu"])
+
+
 def test_cli_info(capsys):
     from vid3d.cli import main
 
