@@ -75,7 +75,8 @@ def _stamp_commit():
 
 _stamp_commit()
 setup(
-    packages=find_packages(include=["vid3d", "vid3d.*"]),
+    packages=find_packages(include=["vid3d", "vid3d.*"]) + ["vid3d.kernels"],
+    package_dir={"vid3d.kernels": "kernels"},  # the Triton kernels live at the top level
     ext_modules=[_extension()],
     cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
 )

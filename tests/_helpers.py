@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+
+import vid3d
+from vid3d import ops
 
 # Relative-norm tolerances against a float64 reference.
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 1e-2}
@@ -36,3 +40,35 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtyp
     assert torch.isfinite(actual).all(), f"{what}: non-finite values (an element was not written?)"
     err = rel_err(actual, expected)
     assert err <= TOLERANCE[dtype], f"{what}: relative error {err:.3g} > {TOLERANCE[dtype]:g}"
+
+
+def randn(shape, dtype, seed, device="cpu"):
+    """Seeded normal values, drawn in float64 on the CPU, then cast and moved."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+
+
+def check_depthwise(case, layout, dtype, backend, with_bias=True, device="cpu"):
+    """depthwise_conv3d on `backend` against F.conv3d in float64: output, layout, every gradient."""
+    shape, kernel, stride, padding, dilation = case
+    x64 = randn(shape, torch.float64, 0)
+    w64 = randn((shape[1], 1, *kernel), torch.float64, 1)
+    b64 = randn((shape[1],), torch.float64, 2) if with_bias else None
+    leaves64 = [t.clone().requires_grad_() for t in (x64, w64, b64) if t is not None]
+    ref = F.conv3d(leaves64[0], leaves64[1], leaves64[2] if with_bias else None, stride, padding, dilation, shape[1])
+    grad = randn(ref.shape, torch.float64, 3)
+    ref_grads = torch.autograd.grad(ref, leaves64, grad)
+
+    x = make_layout(x64.to(dtype), layout).to(device).requires_grad_()
+    w = w64.to(device=device, dtype=dtype).requires_grad_()
+    b = b64.to(device=device, dtype=dtype).requires_grad_() if with_bias else None
+    leaves = [t for t in (x, w, b) if t is not None]
+    with vid3d.backend(backend):
+        y = ops.depthwise_conv3d(x, w, b, stride, padding, dilation)
+    expect_cl = layout == "channels_last_3d" and shape[1] > 1 and shape[2] * shape[3] * shape[4] > 1
+    assert y.is_contiguous(memory_format=torch.channels_last_3d if expect_cl else torch.contiguous_format)
+    assert y.dtype == dtype
+    assert_close(y.cpu(), ref, dtype, "output")
+    grads = torch.autograd.grad(y, leaves, grad.to(device=device, dtype=dtype))
+    for name, g, r in zip(("grad_input", "grad_weight", "grad_bias"), grads, ref_grads):
+        assert_close(g.cpu(), r, dtype, name)

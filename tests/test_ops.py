@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import vid3d
 from vid3d import ops
 
-from _helpers import LAYOUTS, assert_close, make_layout
+from _helpers import LAYOUTS, assert_close, check_depthwise, make_layout, randn
 
 BACKENDS = ("cpu",)
 
@@ -45,59 +45,29 @@ DEPTHWISE_CASES = [
 ]
 
 
-def _randn(shape, dtype, seed):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
-
-
-def _depthwise_check(case, layout, dtype, backend, with_bias=True):
-    shape, kernel, stride, padding, dilation = case
-    x64 = _randn(shape, torch.float64, 0)
-    w64 = _randn((shape[1], 1, *kernel), torch.float64, 1)
-    b64 = _randn((shape[1],), torch.float64, 2) if with_bias else None
-    leaves64 = [t.clone().requires_grad_() for t in (x64, w64, b64) if t is not None]
-    ref = F.conv3d(leaves64[0], leaves64[1], leaves64[2] if with_bias else None, stride, padding, dilation, shape[1])
-    grad = _randn(ref.shape, torch.float64, 3)
-    ref_grads = torch.autograd.grad(ref, leaves64, grad)
-
-    x = make_layout(x64.to(dtype), layout).requires_grad_()
-    w = w64.to(dtype).requires_grad_()
-    b = b64.to(dtype).requires_grad_() if with_bias else None
-    leaves = [t for t in (x, w, b) if t is not None]
-    with vid3d.backend(backend):
-        y = ops.depthwise_conv3d(x, w, b, stride, padding, dilation)
-    expect_cl = layout == "channels_last_3d" and shape[1] > 1 and shape[2] * shape[3] * shape[4] > 1
-    assert y.is_contiguous(memory_format=torch.channels_last_3d if expect_cl else torch.contiguous_format)
-    assert y.dtype == dtype
-    assert_close(y, ref, dtype, "output")
-    grads = torch.autograd.grad(y, leaves, grad.to(dtype))
-    for name, g, r in zip(("grad_input", "grad_weight", "grad_bias"), grads, ref_grads):
-        assert_close(g, r, dtype, name)
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=lambda c: f"{c[0]}-k{c[1]}-s{c[2]}-p{c[3]}-d{c[4]}")
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_depthwise_conv3d_matches_pytorch(case, layout, dtype, backend):
-    _depthwise_check(case, layout, dtype, backend)
+    check_depthwise(case, layout, dtype, backend)
 
 
 @pytest.mark.parametrize("layout", ["ncdhw", "channels_last_3d"])
 @pytest.mark.parametrize("case", DEPTHWISE_CASES[:4] + DEPTHWISE_CASES[7:9], ids=str)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_depthwise_conv3d_low_precision(case, layout, dtype):
-    _depthwise_check(case, layout, dtype, "cpu")
+    check_depthwise(case, layout, dtype, "cpu")
 
 
 @pytest.mark.parametrize("case", DEPTHWISE_CASES[:3], ids=str)
 def test_depthwise_conv3d_without_bias(case):
-    _depthwise_check(case, "ncdhw", torch.float64, "cpu", with_bias=False)
+    check_depthwise(case, "ncdhw", torch.float64, "cpu", with_bias=False)
 
 
 def test_depthwise_conv3d_only_some_gradients():
-    x = _randn((2, 4, 5, 6, 7), torch.float64, 0)
-    w = _randn((4, 1, 3, 3, 3), torch.float64, 1).requires_grad_()
+    x = randn((2, 4, 5, 6, 7), torch.float64, 0)
+    w = randn((4, 1, 3, 3, 3), torch.float64, 1).requires_grad_()
     y = ops.depthwise_conv3d(x, w, None, 1, 1)
     (gw,) = torch.autograd.grad(y.sum(), [w])
     ref_w = w.detach().clone().requires_grad_()
@@ -116,10 +86,11 @@ def test_every_instruction_set_build(isa, tmp_path):
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         assert torch.ops.vid3d_native.cpu_isa() in ({isa!r}, "generic"), torch.ops.vid3d_native.cpu_isa()
         import test_ops
+        from _helpers import check_depthwise
         for case in test_ops.DEPTHWISE_CASES:
             for layout in ("ncdhw", "channels_last_3d"):
-                test_ops._depthwise_check(case, layout, torch.float32, "cpu")
-                test_ops._depthwise_check(case, layout, torch.float64, "cpu")
+                check_depthwise(case, layout, torch.float32, "cpu")
+                check_depthwise(case, layout, torch.float64, "cpu")
         print("ok")
         """
     )
@@ -138,12 +109,12 @@ def test_every_instruction_set_build(isa, tmp_path):
                                           ((1, 5, 2, 2, 2), 5), ((2, 4, 2, 3, 3), 1)])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 def test_channel_shuffle3d_matches_pytorch(shape, groups, layout, dtype):
-    x64 = _randn(shape, torch.float64, 0)
+    x64 = randn(shape, torch.float64, 0)
     x = make_layout(x64.to(dtype), layout).requires_grad_()
     y = ops.channel_shuffle3d(x, groups)
     ref = F.channel_shuffle(x64.to(dtype), groups)
     assert torch.equal(y, ref)
-    grad = _randn(shape, torch.float64, 1).to(dtype)
+    grad = randn(shape, torch.float64, 1).to(dtype)
     (gx,) = torch.autograd.grad(y, [x], grad)
     x_ref = x64.to(dtype).requires_grad_()
     (g_ref,) = torch.autograd.grad(F.channel_shuffle(x_ref, groups), [x_ref], grad)
@@ -160,12 +131,12 @@ def test_channel_shuffle3d_any_dtype(dtype):
 @pytest.mark.parametrize("channels,groups", [((2, 4), 3), ((3, 3, 6), 4), ((5,), 5), ((1, 1), 2), ((8, 8), 2)])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_cat_shuffle3d_matches_pytorch(channels, groups, layout, dtype):
-    parts64 = [_randn((2, c, 3, 4, 5), torch.float64, i) for i, c in enumerate(channels)]
+    parts64 = [randn((2, c, 3, 4, 5), torch.float64, i) for i, c in enumerate(channels)]
     parts = [make_layout(p.to(dtype), layout).requires_grad_() for p in parts64]
     y = ops.cat_shuffle3d(parts, groups)
     ref = F.channel_shuffle(torch.cat([p.to(dtype) for p in parts64], 1), groups)
     assert torch.equal(y, ref)
-    grad = _randn(ref.shape, torch.float64, 9).to(dtype)
+    grad = randn(ref.shape, torch.float64, 9).to(dtype)
     grads = torch.autograd.grad(y, parts, grad)
     ref_parts = [p.to(dtype).requires_grad_() for p in parts64]
     ref_grads = torch.autograd.grad(F.channel_shuffle(torch.cat(ref_parts, 1), groups), ref_parts, grad)
@@ -178,10 +149,10 @@ def test_cat_shuffle3d_matches_pytorch(channels, groups, layout, dtype):
 
 def _conv2plus1d_weights(c_in, c_mid, c_out, g_s, g_t, kh, kt, dtype):
     return (
-        _randn((c_mid, c_in // g_s, 1, kh, kh), torch.float64, 11).to(dtype),
-        _randn((c_out, c_mid // g_t, kt, 1, 1), torch.float64, 12).to(dtype),
-        _randn((c_mid,), torch.float64, 13).to(dtype),
-        _randn((c_out,), torch.float64, 14).to(dtype),
+        randn((c_mid, c_in // g_s, 1, kh, kh), torch.float64, 11).to(dtype),
+        randn((c_out, c_mid // g_t, kt, 1, 1), torch.float64, 12).to(dtype),
+        randn((c_mid,), torch.float64, 13).to(dtype),
+        randn((c_out,), torch.float64, 14).to(dtype),
     )
 
 
@@ -200,12 +171,12 @@ CONV2PLUS1D_CASES = [
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_conv2plus1d_matches_pytorch(case, mid_activation, layout, dtype):
     c_in, c_mid, c_out, g_s, g_t, kh, kt, stride, padding, dilation = case
-    x64 = _randn((2, c_in, 5, 7, 6), torch.float64, 10)
+    x64 = randn((2, c_in, 5, 7, 6), torch.float64, 10)
     params64 = _conv2plus1d_weights(c_in, c_mid, c_out, g_s, g_t, kh, kt, torch.float64)
     leaves64 = [t.clone().requires_grad_() for t in (x64, *params64)]
     with vid3d.backend("torch"):
         ref = ops.conv2plus1d(*leaves64, stride, padding, dilation, mid_activation)
-    grad = _randn(ref.shape, torch.float64, 15)
+    grad = randn(ref.shape, torch.float64, 15)
     ref_grads = torch.autograd.grad(ref, leaves64, grad)
 
     leaves = [make_layout(x64.to(dtype), layout).requires_grad_()] + [p.to(dtype).requires_grad_() for p in params64]
@@ -218,7 +189,7 @@ def test_conv2plus1d_matches_pytorch(case, mid_activation, layout, dtype):
 
 def test_conv2plus1d_reference_is_two_convs():
     """The "torch" backend itself against two explicit F.conv3d calls."""
-    x = _randn((1, 3, 4, 5, 5), torch.float64, 0)
+    x = randn((1, 3, 4, 5, 5), torch.float64, 0)
     ws, wt, bs, bt = _conv2plus1d_weights(3, 6, 4, 3, 2, 3, 3, torch.float64)
     with vid3d.backend("torch"):
         y = ops.conv2plus1d(x, ws, wt, bs, bt, (2, 1, 1), (1, 1, 1), 1, "relu")
@@ -230,13 +201,13 @@ def test_conv2plus1d_reference_is_two_convs():
 
 
 def _small_args():
-    x = _randn((2, 4, 3, 4, 5), torch.float64, 0).requires_grad_()
-    w = _randn((4, 1, 3, 3, 3), torch.float64, 1).requires_grad_()
-    b = _randn((4,), torch.float64, 2).requires_grad_()
-    y = _randn((2, 2, 3, 4, 5), torch.float64, 3).requires_grad_()
-    ws = _randn((4, 1, 1, 3, 3), torch.float64, 4).requires_grad_()
-    wt = _randn((6, 2, 3, 1, 1), torch.float64, 5).requires_grad_()
-    bt = _randn((6,), torch.float64, 6).requires_grad_()
+    x = randn((2, 4, 3, 4, 5), torch.float64, 0).requires_grad_()
+    w = randn((4, 1, 3, 3, 3), torch.float64, 1).requires_grad_()
+    b = randn((4,), torch.float64, 2).requires_grad_()
+    y = randn((2, 2, 3, 4, 5), torch.float64, 3).requires_grad_()
+    ws = randn((4, 1, 1, 3, 3), torch.float64, 4).requires_grad_()
+    wt = randn((6, 2, 3, 1, 1), torch.float64, 5).requires_grad_()
+    bt = randn((6,), torch.float64, 6).requires_grad_()
     return x, w, b, y, ws, wt, bt
 
 
@@ -265,8 +236,8 @@ def test_opcheck():
         (torch.ops.vid3d.conv2plus1d, (x, ws, w[:, :, :, :1, :1], None, None, [2, 1, 1], three, three, None, "cpu")),
         # channels_last_3d input with a single middle channel: the output still follows the input.
         (torch.ops.vid3d.conv2plus1d, (x.detach().contiguous(memory_format=torch.channels_last_3d),
-                                       _randn((1, 4, 1, 3, 3), torch.float64, 8),
-                                       _randn((3, 1, 3, 1, 1), torch.float64, 7), None, None, three, three, three,
+                                       randn((1, 4, 1, 3, 3), torch.float64, 8),
+                                       randn((3, 1, 3, 1, 1), torch.float64, 7), None, None, three, three, three,
                                        None, "cpu")),
     ]
     for op, args in cases:
@@ -301,26 +272,26 @@ def test_torch_compile_fullgraph():
 def test_padding_strings_and_integer_like_arguments():
     import numpy as np
 
-    x = _randn((1, 3, 4, 5, 6), torch.float64, 0)
-    w = _randn((3, 1, 3, 1, 5), torch.float64, 1)
+    x = randn((1, 3, 4, 5, 6), torch.float64, 0)
+    w = randn((3, 1, 3, 1, 5), torch.float64, 1)
     for padding in ("same", "valid"):
         expected = F.conv3d(x, w, None, 1, padding, 1, 3)
         assert_close(ops.depthwise_conv3d(x, w, None, 1, padding), expected, torch.float64, padding)
     got = ops.depthwise_conv3d(x, w, None, np.int64(1), (torch.tensor(1), 0, np.int32(2)))
     assert_close(got, F.conv3d(x, w, None, 1, (1, 0, 2), 1, 3), torch.float64)
-    ws, wt = _randn((3, 1, 1, 3, 3), torch.float64, 2), _randn((3, 1, 3, 1, 1), torch.float64, 3)
+    ws, wt = randn((3, 1, 1, 3, 3), torch.float64, 2), randn((3, 1, 3, 1, 1), torch.float64, 3)
     with vid3d.backend("torch"):
         ref = ops.conv2plus1d(x, ws, wt, padding=1)
     assert_close(ops.conv2plus1d(x, ws, wt, padding="same"), ref, torch.float64)
     with pytest.raises(ValueError, match="same.*stride"):
         ops.depthwise_conv3d(x, w, None, 2, "same")
     with pytest.raises(ValueError, match="uneven"):
-        ops.depthwise_conv3d(x, _randn((3, 1, 2, 2, 2), torch.float64, 4), None, 1, "same")
+        ops.depthwise_conv3d(x, randn((3, 1, 2, 2, 2), torch.float64, 4), None, 1, "same")
 
 
 def test_double_backward_raises_clearly():
-    x = _randn((1, 2, 3, 4, 4), torch.float64, 0).requires_grad_()
-    w = _randn((2, 1, 3, 3, 3), torch.float64, 1).requires_grad_()
+    x = randn((1, 2, 3, 4, 4), torch.float64, 0).requires_grad_()
+    w = randn((2, 1, 3, 3, 3), torch.float64, 1).requires_grad_()
     (gx,) = torch.autograd.grad(ops.depthwise_conv3d(x, w, None, 1, 1).sum(), [x], create_graph=True)
     with pytest.raises(NotImplementedError, match="double backward"):
         gx.sum().backward()
@@ -328,10 +299,10 @@ def test_double_backward_raises_clearly():
 
 def test_bias_gradient_of_a_large_volume_is_accurate():
     """The reduction over 400k elements per channel stays within the float32 tolerance."""
-    x = _randn((1, 4, 32, 112, 112), torch.float32, 0)
-    w = _randn((4, 1, 3, 3, 3), torch.float32, 1)
+    x = randn((1, 4, 32, 112, 112), torch.float32, 0)
+    w = randn((4, 1, 3, 3, 3), torch.float32, 1)
     b = torch.zeros(4, requires_grad=True)
-    grad = _randn((1, 4, 32, 112, 112), torch.float64, 2)
+    grad = randn((1, 4, 32, 112, 112), torch.float64, 2)
     (gb,) = torch.autograd.grad(ops.depthwise_conv3d(x, w, b, 1, 1), [b], grad.float())
     assert_close(gb, grad.sum((0, 2, 3, 4)), torch.float32)
 

@@ -9,8 +9,8 @@ A backend here is a set of out-style kernels (the caller allocates every output)
 - ``cat_shuffle3d_backward(grad_output, groups, grad_inputs)``
 
 "cpu" and "cuda" are vid3d's native kernels (``torch.ops.vid3d_native``, dispatched on the
-tensors' device); "triton" is vid3d's Triton kernels; "torch" has no kernels of its own: the
-public ops run the PyTorch reference for it.
+tensors' device); "triton" is vid3d's Triton kernels (``vid3d.kernels``, imported on first use);
+"torch" has no kernels of its own: the public ops run the PyTorch reference for it.
 """
 
 from __future__ import annotations
@@ -68,7 +68,16 @@ def unavailable_reason(name: str, device: torch.device) -> str | None:
             return f"it runs only {name} tensors and these are on {device}"
         return None
     if name == "triton":
-        return "this version of vid3d has no Triton kernels yet"
+        try:
+            from .. import kernels as triton_kernels
+        except ImportError as error:
+            return f"Triton is not installed ({error}); pip install triton"
+        if device.type == "cuda":
+            return None
+        if device.type == "cpu" and triton_kernels.INTERPRETED:
+            return None
+        return (f"Triton runs {device.type} tensors only under its interpreter: set TRITON_INTERPRET=1 before "
+                "vid3d's Triton kernels are first used (before triton is imported)")
     raise ValueError(f"unknown vid3d backend {name!r}")
 
 
@@ -119,8 +128,21 @@ def resolve(op: str, device: torch.device, native_is_faster: bool = True) -> str
     return requested
 
 
+def _triton_kernels() -> KernelSet:
+    from .. import kernels as triton_kernels
+
+    return KernelSet(
+        triton_kernels.depthwise_conv3d_forward,
+        triton_kernels.depthwise_conv3d_backward,
+        triton_kernels.cat_shuffle3d_forward,
+        triton_kernels.cat_shuffle3d_backward,
+    )
+
+
 def kernels(name: str) -> KernelSet:
     """The kernel set of a resolved, non-"torch" backend."""
     if name in ("cpu", "cuda"):
         return _native_kernels()
+    if name == "triton":
+        return _triton_kernels()
     raise RuntimeError(f"vid3d: backend {name!r} has no kernels")
