@@ -227,9 +227,10 @@ def test_opcheck():
     x, w, b, y, ws, wt, bt = _small_args()
     three = [1, 1, 1]
     cases = [
-        (torch.ops.vid3d.depthwise_conv3d, (x, w, b, three, three, three, "cpu")),
+        (torch.ops.vid3d.depthwise_conv3d, (x, w, b, three, three, three, None, "cpu")),
+        (torch.ops.vid3d.depthwise_conv3d, (x, w, b, three, three, three, "relu6", "cpu")),
         (torch.ops.vid3d.depthwise_conv3d, (x.detach().contiguous(memory_format=torch.channels_last_3d), w, None,
-                                            [1, 2, 1], three, [2, 1, 1], "cpu")),
+                                            [1, 2, 1], three, [2, 1, 1], "relu", "cpu")),
         (torch.ops.vid3d.channel_shuffle3d, (x, 2, "cpu")),
         (torch.ops.vid3d.cat_shuffle3d, ([x, y], 3, "cpu")),
         (torch.ops.vid3d.conv2plus1d, (x, ws, wt, b, bt, three, three, three, "relu", "cpu")),
@@ -267,6 +268,22 @@ def test_torch_compile_fullgraph():
     assert_close(out, eager_out, torch.float32, "compiled output")
     for g, r in zip(grads, eager_grads):
         assert_close(g, r, torch.float32, "compiled gradient")
+
+
+@pytest.mark.parametrize("activation,reference", [("relu", F.relu), ("relu6", F.relu6)])
+@pytest.mark.parametrize("layout", ["ncdhw", "channels_last_3d"])
+def test_activation_keyword(activation, reference, layout):
+    x = make_layout(3 * randn((2, 4, 3, 5, 5), torch.float64, 0), layout).requires_grad_()
+    w = randn((4, 1, 3, 3, 3), torch.float64, 1).requires_grad_()
+    b = randn((4,), torch.float64, 2).requires_grad_()
+    y = ops.depthwise_conv3d(x, w, b, 1, 1, activation=activation)
+    ref = reference(F.conv3d(x, w, b, 1, 1, 1, 4))
+    assert_close(y, ref, torch.float64)
+    grad = randn(ref.shape, torch.float64, 3)
+    for g, r in zip(torch.autograd.grad(y, [x, w, b], grad), torch.autograd.grad(ref, [x, w, b], grad)):
+        assert_close(g, r, torch.float64)
+    with pytest.raises(ValueError, match="activation"):
+        ops.depthwise_conv3d(x, w, b, 1, 1, activation="gelu")
 
 
 def test_padding_strings_and_integer_like_arguments():

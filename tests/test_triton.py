@@ -46,6 +46,18 @@ def test_fused_activation_epilogue(activation, reference):
     assert_close(y.cpu(), reference(F.conv3d(x, w, b, 1, 1, 1, 6)).cpu(), torch.float64)
 
 
+@pytest.mark.parametrize("activation,reference", [("relu", F.relu), ("relu6", F.relu6)])
+def test_activation_keyword_fused(activation, reference):
+    x = (3 * randn((2, 4, 3, 5, 5), torch.float64, 0, DEVICE)).requires_grad_()
+    w = randn((4, 1, 3, 3, 3), torch.float64, 1, DEVICE).requires_grad_()
+    with vid3d.backend("triton"):
+        y = ops.depthwise_conv3d(x, w, None, 1, 1, activation=activation)
+    ref = reference(F.conv3d(x, w, None, 1, 1, 1, 4))
+    assert_close(y.cpu(), ref.cpu(), torch.float64)
+    for g, r in zip(torch.autograd.grad(y.sum(), [x, w]), torch.autograd.grad(ref.sum(), [x, w])):
+        assert_close(g.cpu(), r.cpu(), torch.float64)
+
+
 def test_backward_is_deterministic():
     x = randn((2, 8, 4, 6, 6), torch.float32, 0, DEVICE).requires_grad_()
     w = randn((8, 1, 3, 3, 3), torch.float32, 1, DEVICE).requires_grad_()
@@ -95,7 +107,8 @@ def test_opcheck():
     x = randn((1, 4, 3, 4, 4), torch.float64, 0, DEVICE).requires_grad_()
     w = randn((4, 1, 3, 3, 3), torch.float64, 1, DEVICE).requires_grad_()
     three = [1, 1, 1]
-    torch.library.opcheck(torch.ops.vid3d.depthwise_conv3d, (x, w, None, three, three, three, "triton"))
+    torch.library.opcheck(torch.ops.vid3d.depthwise_conv3d, (x, w, None, three, three, three, None, "triton"))
+    torch.library.opcheck(torch.ops.vid3d.depthwise_conv3d, (x, w, None, three, three, three, "relu", "triton"))
     torch.library.opcheck(torch.ops.vid3d.cat_shuffle3d, ([x, x], 2, "triton"))
 
 

@@ -17,6 +17,7 @@ from torch import Tensor
 from . import _custom_ops, _reference
 from ._kernels import cpu_native_is_faster, resolve
 from ._validation import (
+    check_activation,
     check_cat_shuffle3d,
     check_channel_shuffle3d,
     check_conv2plus1d,
@@ -54,6 +55,7 @@ def depthwise_conv3d(
     stride: IntOrTriple = 1,
     padding: IntOrTriple | str = 0,
     dilation: IntOrTriple = 1,
+    activation: str | None = None,
 ) -> Tensor:
     """Depthwise 3D convolution: ``F.conv3d(input, weight, bias, stride, padding, dilation, groups=C)``.
 
@@ -65,6 +67,8 @@ def depthwise_conv3d(
         stride, padding, dilation: an int or a ``(t, h, w)`` triple; stride and dilation >= 1,
             padding >= 0. padding may also be ``"valid"`` (0) or ``"same"`` (stride 1, even
             ``dilation * (kernel - 1)``), as in ``F.conv3d``.
+        activation: None, ``"relu"`` or ``"relu6"``, applied to the output (fused into the kernel
+            where the backend can, as the Triton one does), for BN-folded inference blocks.
 
     Returns:
         ``(N, C, To, Ho, Wo)`` in the memory format of ``input`` (channels_last_3d stays
@@ -74,10 +78,11 @@ def depthwise_conv3d(
     check_tensor(op, "input", input)
     input, weight, bias = _autocast(input, weight, bias)
     stride, padding, dilation = check_depthwise_conv3d(op, input, weight, bias, stride, padding, dilation)
+    check_activation(op, "activation", activation, ("relu", "relu6"))
     backend = resolve(op, input.device, _native_is_faster(op, (input, weight, bias)))
     if backend == "torch":
-        return _reference.depthwise_conv3d(input, weight, bias, stride, padding, dilation)
-    return _custom_ops.depthwise_conv3d(input, weight, bias, stride, padding, dilation, backend)
+        return _reference.depthwise_conv3d(input, weight, bias, stride, padding, dilation, activation)
+    return _custom_ops.depthwise_conv3d(input, weight, bias, stride, padding, dilation, activation, backend)
 
 
 def channel_shuffle3d(input: Tensor, groups: int) -> Tensor:

@@ -61,16 +61,40 @@ def depthwise_conv3d(
     stride: Sequence[int],
     padding: Sequence[int],
     dilation: Sequence[int],
+    activation: str | None,
     backend: str,
 ) -> Tensor:
     output = _new_like(input, _conv_shape(input.shape, weight.shape, stride, padding, dilation))
-    kernels(backend).depthwise_conv3d_forward(input, weight, bias, stride, padding, dilation, output)
-    return output
+    kernel_set = kernels(backend)
+    if activation is not None and kernel_set.fuses_activation:
+        kernel_set.depthwise_conv3d_forward(input, weight, bias, stride, padding, dilation, output,
+                                            activation=activation)
+        return output
+    kernel_set.depthwise_conv3d_forward(input, weight, bias, stride, padding, dilation, output)
+    return apply_activation_(output, activation)
 
 
 @depthwise_conv3d.register_fake
-def _(input, weight, bias, stride, padding, dilation, backend):
+def _(input, weight, bias, stride, padding, dilation, activation, backend):
     return _new_like(input, _conv_shape(input.shape, weight.shape, stride, padding, dilation))
+
+
+def apply_activation_(x: Tensor, activation: str | None) -> Tensor:
+    """x after the activation, in place: None, "relu" or "relu6"."""
+    if activation == "relu":
+        return x.relu_()
+    if activation == "relu6":
+        return x.clamp_(0, 6)
+    return x
+
+
+def _activation_grad(grad: Tensor, output: Tensor, activation: str | None) -> Tensor:
+    """The gradient before the activation, from the activation's output."""
+    if activation == "relu":
+        return grad * (output > 0)
+    if activation == "relu6":
+        return grad * ((output > 0) & (output < 6))
+    return grad
 
 
 @torch.library.custom_op("vid3d::depthwise_conv3d_backward", mutates_args=())
@@ -105,19 +129,21 @@ def _(grad_output, input, weight, stride, padding, dilation, output_mask, backen
 
 
 def _depthwise_setup_context(ctx, inputs, output):
-    input, weight, bias, stride, padding, dilation, backend = inputs
-    ctx.save_for_backward(input, weight)
+    input, weight, bias, stride, padding, dilation, activation, backend = inputs
+    ctx.save_for_backward(input, weight, output if activation is not None else None)
     ctx.has_bias = bias is not None
     ctx.conv = (stride, padding, dilation)
+    ctx.activation = activation
     ctx.backend = backend
 
 
 def _depthwise_backward(ctx, grad_output):
-    input, weight = ctx.saved_tensors
+    input, weight, output = ctx.saved_tensors
     mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+    grad_output = _activation_grad(grad_output, output, ctx.activation)
     grad_output = grad_output.contiguous(memory_format=memory_format_of(input))
     grads = depthwise_conv3d_backward(grad_output, input, weight, *ctx.conv, mask, ctx.backend)
-    return *(g if m else None for g, m in zip(grads, mask)), None, None, None, None
+    return *(g if m else None for g, m in zip(grads, mask)), None, None, None, None, None
 
 
 depthwise_conv3d.register_autograd(_depthwise_backward, setup_context=_depthwise_setup_context)

@@ -1,6 +1,7 @@
 """The kernel backends behind the ops, and the choice of one for a call.
 
-A backend here is a set of out-style kernels (the caller allocates every output):
+A backend here is a set of out-style kernels (the caller allocates every output); a set that
+fuses the ReLU/ReLU6 epilogue into the depthwise forward says so with ``fuses_activation``:
 
 - ``depthwise_conv3d_forward(input, weight, bias, stride, padding, dilation, output)``
 - ``depthwise_conv3d_backward(grad_output, input, weight, stride, padding, dilation,
@@ -43,6 +44,7 @@ class KernelSet:
     depthwise_conv3d_backward: object
     cat_shuffle3d_forward: object
     cat_shuffle3d_backward: object
+    fuses_activation: bool = False  # depthwise_conv3d_forward takes activation="relu"|"relu6"
 
 
 def _native_kernels() -> KernelSet:
@@ -136,6 +138,7 @@ def _triton_kernels() -> KernelSet:
         triton_kernels.depthwise_conv3d_backward,
         triton_kernels.cat_shuffle3d_forward,
         triton_kernels.cat_shuffle3d_backward,
+        fuses_activation=True,
     )
 
 

@@ -8,8 +8,11 @@ import torch.nn.functional as F
 from ._custom_ops import spatial_conv_args, temporal_conv_args
 
 
-def depthwise_conv3d(input, weight, bias, stride, padding, dilation):
-    return F.conv3d(input, weight, bias, stride, padding, dilation, groups=input.shape[1])
+_ACTIVATIONS = {None: lambda x: x, "relu": F.relu, "relu6": F.relu6}
+
+
+def depthwise_conv3d(input, weight, bias, stride, padding, dilation, activation=None):
+    return _ACTIVATIONS[activation](F.conv3d(input, weight, bias, stride, padding, dilation, groups=input.shape[1]))
 
 
 def channel_shuffle3d(input, groups):

@@ -139,6 +139,12 @@ def check_depthwise_conv3d(op: str, input, weight, bias, stride, padding, dilati
     return stride, padding, dilation
 
 
+def check_activation(op: str, name: str, activation, allowed: Sequence[str]) -> None:
+    if activation is not None and activation not in allowed:
+        names = " or ".join(repr(a) for a in allowed)
+        _fail(ValueError, op, f"{name} must be None or {names}, got {activation!r}")
+
+
 def check_groups(op: str, groups, channels: int) -> None:
     if not isinstance(groups, int) or isinstance(groups, bool):
         _fail(TypeError, op, f"groups must be an int, got {groups!r}")
@@ -200,8 +206,7 @@ def check_conv2plus1d(
         check_kernel_sizes(op, name, weight)
     check_bias(op, "spatial_bias", spatial_bias, mid_channels, input)
     check_bias(op, "temporal_bias", temporal_bias, temporal_weight.shape[0], input)
-    if mid_activation not in (None, "relu"):
-        _fail(ValueError, op, f"mid_activation must be None or 'relu', got {mid_activation!r}")
+    check_activation(op, "mid_activation", mid_activation, ("relu",))
     kernel = (temporal_weight.shape[2], spatial_weight.shape[3], spatial_weight.shape[4])
     stride, padding, dilation = conv_arguments(op, stride, padding, dilation, kernel)
     t, h, w = input.shape[2:]
