@@ -9,10 +9,11 @@ GPU. Each function is an out-style kernel with the signature of the native ones 
 import os
 
 from .channel_shuffle import cat_shuffle3d_backward, cat_shuffle3d_forward
+from .conv2plus1d import conv2plus1d_depthwise_forward
 from .depthwise_conv3d import depthwise_conv3d_backward, depthwise_conv3d_forward
 
 # Triton decides at decoration time whether a kernel is interpreted.
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
-__all__ = ["INTERPRETED", "cat_shuffle3d_backward", "cat_shuffle3d_forward", "depthwise_conv3d_backward",
-           "depthwise_conv3d_forward"]
+__all__ = ["INTERPRETED", "cat_shuffle3d_backward", "cat_shuffle3d_forward", "conv2plus1d_depthwise_forward",
+           "depthwise_conv3d_backward", "depthwise_conv3d_forward"]

@@ -90,17 +90,27 @@ def test_shuffle_any_dtype(dtype):
         assert torch.equal(ops.channel_shuffle3d(x.to(DEVICE), 3).cpu(), F.channel_shuffle(x, 3))
 
 
-def test_conv2plus1d_depthwise_pair():
-    x = randn((2, 4, 4, 5, 5), torch.float64, 0, DEVICE).requires_grad_()
-    ws = randn((4, 1, 1, 3, 3), torch.float64, 1, DEVICE).requires_grad_()
-    wt = randn((4, 1, 3, 1, 1), torch.float64, 2, DEVICE).requires_grad_()
+@pytest.mark.parametrize("layout", ["ncdhw", "channels_last_3d", "strided"])
+@pytest.mark.parametrize("stride,padding,dilation,relu,biases", [
+    (1, 1, 1, True, True),
+    ((2, 1, 2), (2, 0, 1), (2, 1, 1), False, True),
+    ((1, 2, 1), (0, 2, 1), (1, 2, 1), True, False),
+])
+def test_conv2plus1d_fused_depthwise_pair(stride, padding, dilation, relu, biases, layout):
+    x = make_layout(randn((2, 5, 6, 7, 6), torch.float64, 0), layout).to(DEVICE).requires_grad_()
+    params = [randn((5, 1, 1, 3, 3), torch.float64, 1, DEVICE), randn((5, 1, 3, 1, 1), torch.float64, 2, DEVICE)]
+    if biases:
+        params += [randn((5,), torch.float64, 3, DEVICE), randn((5,), torch.float64, 4, DEVICE)]
+    params = [p.requires_grad_() for p in params]
+    args = dict(stride=stride, padding=padding, dilation=dilation, mid_activation="relu" if relu else None)
     with vid3d.backend("triton"):
-        y = ops.conv2plus1d(x, ws, wt, padding=1, mid_activation="relu")
+        y = ops.conv2plus1d(x, *params, **args)
     with vid3d.backend("torch"):
-        ref = ops.conv2plus1d(x, ws, wt, padding=1, mid_activation="relu")
-    assert_close(y.cpu(), ref.cpu(), torch.float64)
-    for g, r in zip(torch.autograd.grad(y.sum(), [x, ws, wt]), torch.autograd.grad(ref.sum(), [x, ws, wt])):
-        assert_close(g.cpu(), r.cpu(), torch.float64)
+        ref = ops.conv2plus1d(x, *params, **args)
+    assert_close(y.cpu(), ref.cpu(), torch.float64, "output")
+    grad = randn(ref.shape, torch.float64, 5, DEVICE)
+    for g, r in zip(torch.autograd.grad(y, [x, *params], grad), torch.autograd.grad(ref, [x, *params], grad)):
+        assert_close(g.cpu(), r.cpu(), torch.float64, "gradient")
 
 
 def test_opcheck():

@@ -308,6 +308,12 @@ def conv2plus1d(
     mid_activation: str | None,
     backend: str,
 ) -> Tensor:
+    fused = kernels(backend).conv2plus1d_depthwise_forward
+    if fused is not None and _is_depthwise(input, spatial_weight) and _is_depthwise(input, temporal_weight):
+        output = _new_like(input, _conv2plus1d_shape(input, spatial_weight, temporal_weight, stride, padding, dilation))
+        fused(input, spatial_weight, temporal_weight, spatial_bias, temporal_bias, stride, padding, dilation,
+              mid_activation, output)
+        return output
     spatial, temporal = spatial_conv_args(stride, padding, dilation), temporal_conv_args(stride, padding, dilation)
     mid = _stage_forward(backend, input, spatial_weight, spatial_bias, *spatial, input)
     if mid_activation == "relu":

@@ -45,6 +45,9 @@ class KernelSet:
     cat_shuffle3d_forward: object
     cat_shuffle3d_backward: object
     fuses_activation: bool = False  # depthwise_conv3d_forward takes activation="relu"|"relu6"
+    # (input, spatial_weight, temporal_weight, spatial_bias, temporal_bias, stride, padding, dilation,
+    #  mid_activation, output) for a (2+1)D conv whose stages are both depthwise, fused; or None
+    conv2plus1d_depthwise_forward: object = None
 
 
 def _native_kernels() -> KernelSet:
@@ -139,6 +142,7 @@ def _triton_kernels() -> KernelSet:
         triton_kernels.cat_shuffle3d_forward,
         triton_kernels.cat_shuffle3d_backward,
         fuses_activation=True,
+        conv2plus1d_depthwise_forward=triton_kernels.conv2plus1d_depthwise_forward,
     )
 
 
