@@ -9,7 +9,7 @@ import triton
 import triton.language as tl
 
 from ._launch import accumulator, tile_sizes
-from .depthwise_conv3d import _split_position
+from .depthwise_conv3d import _load_tap, _split_position, _tile
 
 
 @triton.jit
@@ -22,10 +22,7 @@ def _depthwise_pair_kernel(
     HAS_SPATIAL_BIAS: tl.constexpr, HAS_TEMPORAL_BIAS: tl.constexpr, RELU: tl.constexpr, ACC: tl.constexpr,
     BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
-    c = tl.program_id(1).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C)
-    p_ok = p < N * To * Ho * Wo
-    c_ok = c < C
+    p, c, p_ok, c_ok = _tile(N * To * Ho * Wo, C, BLOCK_P, BLOCK_C)
     n, to, ho, wo = _split_position(p, To, Ho, Wo)
     x_nc = x_ptr + (n * sxn)[:, None] + (c * sxc)[None, :]
     acc = tl.zeros([BLOCK_P, BLOCK_C], dtype=ACC)
@@ -37,9 +34,7 @@ def _depthwise_pair_kernel(
             hi = ho * SH - PH + kh * DH
             for kw in tl.static_range(KW):
                 wi = wo * SW - PW + kw * DW
-                inside = t_ok & (hi >= 0) & (hi < H) & (wi >= 0) & (wi < W)
-                x = tl.load(x_nc + (ti * sxt + hi * sxh + wi * sxw)[:, None], mask=inside[:, None] & c_ok[None, :],
-                            other=0.0)
+                x = _load_tap(x_nc, ti, hi, wi, T, H, W, sxt, sxh, sxw, p_ok, c_ok)
                 w = tl.load(ws_ptr + c * (KH * KW) + (kh * KW + kw), mask=c_ok, other=0.0)
                 mid += x.to(ACC) * w.to(ACC)[None, :]
         if HAS_SPATIAL_BIAS:

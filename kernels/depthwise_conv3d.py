@@ -18,6 +18,21 @@ ACTIVATIONS = {None: 0, "relu": 1, "relu6": 2}
 
 
 @triton.jit
+def _tile(positions, channels, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    """This program's BLOCK_P positions and BLOCK_C channels (64-bit), and which are in range."""
+    p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
+    c = tl.program_id(1).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C)
+    return p, c, p < positions, c < channels
+
+
+@triton.jit
+def _load_tap(x_nc, ti, hi, wi, T, H, W, sxt, sxh, sxw, p_ok, c_ok):
+    """The [positions, channels] input values at (ti, hi, wi), zero outside the input."""
+    inside = p_ok & (ti >= 0) & (ti < T) & (hi >= 0) & (hi < H) & (wi >= 0) & (wi < W)
+    return tl.load(x_nc + (ti * sxt + hi * sxh + wi * sxw)[:, None], mask=inside[:, None] & c_ok[None, :], other=0.0)
+
+
+@triton.jit
 def _split_position(p, A, B, D):
     """p = ((n * A + a) * B + b) * D + d, as (n, a, b, d)."""
     d = p % D
@@ -37,10 +52,7 @@ def _forward_kernel(
     HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, ACC: tl.constexpr,
     BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
-    c = tl.program_id(1).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C)
-    p_ok = p < N * To * Ho * Wo
-    c_ok = c < C
+    p, c, p_ok, c_ok = _tile(N * To * Ho * Wo, C, BLOCK_P, BLOCK_C)
     n, to, ho, wo = _split_position(p, To, Ho, Wo)
     x_nc = x_ptr + (n * sxn)[:, None] + (c * sxc)[None, :]
     acc = tl.zeros([BLOCK_P, BLOCK_C], dtype=ACC)
@@ -50,9 +62,7 @@ def _forward_kernel(
             hi = ho * SH - PH + kh * DH
             for kw in tl.static_range(KW):
                 wi = wo * SW - PW + kw * DW
-                inside = p_ok & (ti >= 0) & (ti < T) & (hi >= 0) & (hi < H) & (wi >= 0) & (wi < W)
-                x = tl.load(x_nc + (ti * sxt + hi * sxh + wi * sxw)[:, None], mask=inside[:, None] & c_ok[None, :],
-                            other=0.0)
+                x = _load_tap(x_nc, ti, hi, wi, T, H, W, sxt, sxh, sxw, p_ok, c_ok)
                 w = tl.load(w_ptr + c * (KT * KH * KW) + ((kt * KH + kh) * KW + kw), mask=c_ok, other=0.0)
                 acc += x.to(ACC) * w.to(ACC)[None, :]
     if HAS_BIAS:
@@ -75,10 +85,7 @@ def _input_grad_kernel(
     BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     # Gather form: each input position sums the output positions that read it.
-    p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
-    c = tl.program_id(1).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C)
-    p_ok = p < N * T * H * W
-    c_ok = c < C
+    p, c, p_ok, c_ok = _tile(N * T * H * W, C, BLOCK_P, BLOCK_C)
     n, ti, hi, wi = _split_position(p, T, H, W)
     g_nc = g_ptr + (n * sgn)[:, None] + (c * sgc)[None, :]
     acc = tl.zeros([BLOCK_P, BLOCK_C], dtype=ACC)
@@ -115,10 +122,7 @@ def _param_grad_kernel(
     # One tile of output positions: its partial sums for every tap (and the bias), written to
     # their own slot of the partial buffers, to be summed in a fixed order: no atomics.
     tile = tl.program_id(0)
-    p = tile.to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
-    c = tl.program_id(1).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C)
-    p_ok = p < N * To * Ho * Wo
-    c_ok = c < C
+    p, c, p_ok, c_ok = _tile(N * To * Ho * Wo, C, BLOCK_P, BLOCK_C)
     n, to, ho, wo = _split_position(p, To, Ho, Wo)
     g = tl.load(g_ptr + (n * sgn + to * sgt + ho * sgh + wo * sgw)[:, None] + (c * sgc)[None, :],
                 mask=p_ok[:, None] & c_ok[None, :], other=0.0).to(ACC)
@@ -132,9 +136,7 @@ def _param_grad_kernel(
                 hi = ho * SH - PH + kh * DH
                 for kw in tl.static_range(KW):
                     wi = wo * SW - PW + kw * DW
-                    inside = p_ok & (ti >= 0) & (ti < T) & (hi >= 0) & (hi < H) & (wi >= 0) & (wi < W)
-                    x = tl.load(x_nc + (ti * sxt + hi * sxh + wi * sxw)[:, None],
-                                mask=inside[:, None] & c_ok[None, :], other=0.0)
+                    x = _load_tap(x_nc, ti, hi, wi, T, H, W, sxt, sxh, sxw, p_ok, c_ok)
                     tap = (kt * KH + kh) * KW + kw
                     part = tl.sum(g * x.to(ACC), axis=0)
                     tl.store(dw_part_ptr + (tile * (KT * KH * KW) + tap) * C + c, part, mask=c_ok)
