@@ -22,4 +22,4 @@ def tile_sizes(tensor: torch.Tensor, positions: int) -> tuple[int, int]:
     if tensor.stride(1) == 1 and channels > 1:
         block_c = min(64, triton.next_power_of_2(channels))
         return max(16, 2048 // block_c), block_c
-    return min(256, max(16, triton.next_power_of_2(positions))), min(4, triton.next_power_of_2(max(channels, 1)))
+    return min(256, max(16, triton.next_power_of_2(positions))), min(4, max(2, triton.next_power_of_2(channels)))

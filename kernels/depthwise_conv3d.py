@@ -121,7 +121,7 @@ def _param_grad_kernel(
 ):
     # One tile of output positions: its partial sums for every tap (and the bias), written to
     # their own slot of the partial buffers, to be summed in a fixed order: no atomics.
-    tile = tl.program_id(0)
+    tile = tl.program_id(0).to(tl.int64)  # (tile * taps + tap) * C may pass 2**31
     p, c, p_ok, c_ok = _tile(N * To * Ho * Wo, C, BLOCK_P, BLOCK_C)
     n, to, ho, wo = _split_position(p, To, Ho, Wo)
     g = tl.load(g_ptr + (n * sgn + to * sgt + ho * sgh + wo * sgw)[:, None] + (c * sgc)[None, :],
