@@ -25,7 +25,7 @@ CASES = [
     ((1, 2, 3, 7, 9), (2, 4, 3), (2, 3, 1), (1, 2, 0), (1, 2, 3)),
     ((2, 5, 1, 1, 1), (3, 3, 3), 1, 1, 1),
 ]
-DTYPES = [torch.float64, torch.float32, torch.bfloat16] + ([torch.float16] if DEVICE == "cuda" else [])
+DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
