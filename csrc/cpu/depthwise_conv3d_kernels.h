@@ -108,6 +108,62 @@ inline acc_t* aligned_to_vector(acc_t* p) {
   return reinterpret_cast<acc_t*>((reinterpret_cast<uintptr_t>(p) + bytes - 1) / bytes * bytes);
 }
 
+// A vector store that bypasses the caches, where the destination is vector-aligned: for large
+// outputs, whose lines would otherwise be read from memory before being overwritten.
+template <typename acc_t>
+inline void store_streaming(acc_t* y, const vec_t<acc_t>& v) {
+#if defined(__x86_64__)
+  if (reinterpret_cast<uintptr_t>(y) % VID3D_VECTOR_BYTES == 0) {
+    constexpr bool single = std::is_same_v<acc_t, float>;
+#if VID3D_VECTOR_BYTES == 64
+    using native = std::conditional_t<single, __m512, __m512d>;
+#elif VID3D_VECTOR_BYTES == 32
+    using native = std::conditional_t<single, __m256, __m256d>;
+#else
+    using native = std::conditional_t<single, __m128, __m128d>;
+#endif
+    native m;
+    std::memcpy(&m, &v, sizeof m);
+    if constexpr (single) {
+#if VID3D_VECTOR_BYTES == 64
+      _mm512_stream_ps(y, m);
+#elif VID3D_VECTOR_BYTES == 32
+      _mm256_stream_ps(y, m);
+#else
+      _mm_stream_ps(y, m);
+#endif
+    } else {
+#if VID3D_VECTOR_BYTES == 64
+      _mm512_stream_pd(y, m);
+#elif VID3D_VECTOR_BYTES == 32
+      _mm256_stream_pd(y, m);
+#else
+      _mm_stream_pd(y, m);
+#endif
+    }
+    return;
+  }
+#endif
+  store<acc_t>(y, v);
+}
+
+// Orders this thread's streaming stores before what follows.
+inline void finish_streaming() {
+#if defined(__x86_64__)
+  _mm_sfence();
+#endif
+}
+
+// dst[i] = src[i] for i < n with streaming stores (plain ones for the unaligned ends).
+template <typename acc_t>
+inline void stream_copy(acc_t* dst, const acc_t* src, int64_t n) {
+  constexpr int64_t L = kLanes<acc_t>;
+  int64_t i = 0;
+  for (; i < n && reinterpret_cast<uintptr_t>(dst + i) % VID3D_VECTOR_BYTES != 0; ++i) dst[i] = src[i];
+  for (; i + L <= n; i += L) store_streaming<acc_t>(dst + i, load<acc_t>(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
 // Outputs computed together in registers by the stencil loops (four vectors); the scratch
 // buffers below carry this much slack so a block may run past the end of its segment.
 template <typename acc_t>
@@ -285,14 +341,26 @@ void forward_planar(const DepthwiseConv3dParams& p, const scalar_t* input, const
     const int64_t start[3] = {0, 0, 0};
     const PlaneStencil<scalar_t, acc_t> stencil(x_pad, p.kernel, p.dilation, p.out_size, p.stride, start);
     std::vector<acc_t> scratch(stencil.scratch_size());
+    // Large outputs with contiguous planes: each plane is assembled here, then streamed out.
+    const int64_t plane_size = p.out_size[1] * p.out_size[2];
+    const bool stream = std::is_same_v<scalar_t, acc_t> && p.stream_output && ys[3] == p.out_size[2] && ys[4] == 1;
+    std::vector<scalar_t> plane(stream ? plane_size : 0);
+    const int64_t plane_strides[2] = {p.out_size[2], 1};
     for (int64_t nc = begin; nc < end; ++nc) {
       const int64_t c = nc % p.channels, n = nc / p.channels;
       x_pad.fill(input + n * xs[0] + c * xs[1], p.in_size, xs + 2);
       const acc_t init = bias ? bias[c] : acc_t(0);
       for (int64_t to = 0; to < p.out_size[0]; ++to) {
-        stencil.run(to, weight + c * ntaps, init, scratch.data(), output + n * ys[0] + c * ys[1] + to * ys[2], ys + 3);
+        scalar_t* y_plane = output + n * ys[0] + c * ys[1] + to * ys[2];
+        if (!stream) {
+          stencil.run(to, weight + c * ntaps, init, scratch.data(), y_plane, ys + 3);
+          continue;
+        }
+        stencil.run(to, weight + c * ntaps, init, scratch.data(), plane.data(), plane_strides);
+        if constexpr (std::is_same_v<scalar_t, acc_t>) stream_copy(y_plane, plane.data(), plane_size);
       }
     }
+    if (stream) finish_streaming();
   });
 }
 
@@ -570,52 +638,6 @@ inline int64_t input_grad_taps(const DepthwiseConv3dParams& p, const TapRanges& 
     }
   }
   return k;
-}
-
-// A vector store that bypasses the caches, where the destination is vector-aligned: for large
-// outputs, whose lines would otherwise be read from memory before being overwritten.
-template <typename acc_t>
-inline void store_streaming(acc_t* y, const vec_t<acc_t>& v) {
-#if defined(__x86_64__)
-  if (reinterpret_cast<uintptr_t>(y) % VID3D_VECTOR_BYTES == 0) {
-    constexpr bool single = std::is_same_v<acc_t, float>;
-#if VID3D_VECTOR_BYTES == 64
-    using native = std::conditional_t<single, __m512, __m512d>;
-#elif VID3D_VECTOR_BYTES == 32
-    using native = std::conditional_t<single, __m256, __m256d>;
-#else
-    using native = std::conditional_t<single, __m128, __m128d>;
-#endif
-    native m;
-    std::memcpy(&m, &v, sizeof m);
-    if constexpr (single) {
-#if VID3D_VECTOR_BYTES == 64
-      _mm512_stream_ps(y, m);
-#elif VID3D_VECTOR_BYTES == 32
-      _mm256_stream_ps(y, m);
-#else
-      _mm_stream_ps(y, m);
-#endif
-    } else {
-#if VID3D_VECTOR_BYTES == 64
-      _mm512_stream_pd(y, m);
-#elif VID3D_VECTOR_BYTES == 32
-      _mm256_stream_pd(y, m);
-#else
-      _mm_stream_pd(y, m);
-#endif
-    }
-    return;
-  }
-#endif
-  store<acc_t>(y, v);
-}
-
-// Orders this thread's streaming stores before what follows.
-inline void finish_streaming() {
-#if defined(__x86_64__)
-  _mm_sfence();
-#endif
 }
 
 // Stores one vector of `lanes` channels: a vector store when they are whole and contiguous
