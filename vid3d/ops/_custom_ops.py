@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._kernels import kernels
-from ._shapes import conv_output_sizes
+from ._shapes import conv_output_sizes, spatial_conv_args, temporal_conv_args
 
 _CL3D = torch.channels_last_3d
 
@@ -240,16 +240,6 @@ cat_shuffle3d.register_autograd(_cat_backward, setup_context=_cat_setup_context)
 
 
 # ---------------------------------------------------------------- (2+1)D convolution
-
-
-def spatial_conv_args(stride, padding, dilation):
-    """stride, padding, dilation of the (1, kh, kw) stage of a (2+1)D conv."""
-    return (1, stride[1], stride[2]), (0, padding[1], padding[2]), (1, dilation[1], dilation[2])
-
-
-def temporal_conv_args(stride, padding, dilation):
-    """stride, padding, dilation of the (kt, 1, 1) stage of a (2+1)D conv."""
-    return (stride[0], 1, 1), (padding[0], 0, 0), (dilation[0], 1, 1)
 
 
 def _is_depthwise(x: Tensor, weight: Tensor) -> bool:

@@ -16,6 +16,7 @@ tensors' device); "triton" is vid3d's Triton kernels (``vid3d.kernels``, importe
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -50,6 +51,7 @@ class KernelSet:
     conv2plus1d_depthwise_forward: object = None
 
 
+@functools.cache  # built once: the ops look their kernels up on every call
 def _native_kernels() -> KernelSet:
     ops = torch.ops.vid3d_native
     return KernelSet(
@@ -133,6 +135,7 @@ def resolve(op: str, device: torch.device, native_is_faster: bool = True) -> str
     return requested
 
 
+@functools.cache
 def _triton_kernels() -> KernelSet:
     from .. import kernels as triton_kernels
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._custom_ops import spatial_conv_args, temporal_conv_args
+from ._shapes import spatial_conv_args, temporal_conv_args
 
 
 _ACTIVATIONS = {None: lambda x: x, "relu": F.relu, "relu6": F.relu6}
