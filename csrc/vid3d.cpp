@@ -2,7 +2,8 @@
 // (vid3d/ops) wraps into the public autograd ops, and an empty Python module whose
 // import registers them. Kernels register per backend in csrc/cpu and csrc/cuda.
 // The kernel ops write into outputs that the caller allocates, so the output layout is
-// decided in one place (Python) for every backend and for the fake kernels.
+// decided in one place (Python) for every backend and for the fake kernels. The depthwise
+// forward applies activation (None, "relu" or "relu6") to its output.
 #include <Python.h>
 #include <torch/library.h>
 
@@ -11,7 +12,7 @@
 TORCH_LIBRARY(vid3d_native, m) {
   m.def(
       "depthwise_conv3d_forward(Tensor input, Tensor weight, Tensor? bias, int[3] stride, "
-      "int[3] padding, int[3] dilation, Tensor(a!) output) -> ()");
+      "int[3] padding, int[3] dilation, Tensor(a!) output, str? activation=None) -> ()");
   m.def(
       "depthwise_conv3d_backward(Tensor grad_output, Tensor input, Tensor weight, int[3] stride, "
       "int[3] padding, int[3] dilation, Tensor(a!)? grad_input, Tensor(b!)? grad_weight, "

@@ -131,10 +131,22 @@ at::Tensor prepared_weight(const at::Tensor& weight, bool taps_outer) {
   return (taps_outer ? w.t() : w).contiguous();
 }
 
+// The activation as a pass over the output (the CPU kernels do not fuse it).
+void apply_activation(const at::Tensor& output, std::optional<c10::string_view> activation) {
+  if (!activation.has_value()) return;
+  if (*activation == "relu") {
+    output.relu_();
+  } else if (*activation == "relu6") {
+    output.clamp_(0, 6);
+  } else {
+    TORCH_CHECK(false, "vid3d depthwise_conv3d (cpu): unknown activation '", *activation, "'");
+  }
+}
+
 void depthwise_conv3d_forward(const at::Tensor& input, const at::Tensor& weight,
                               const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                               at::IntArrayRef padding, at::IntArrayRef dilation,
-                              const at::Tensor& output) {
+                              const at::Tensor& output, std::optional<c10::string_view> activation) {
   DepthwiseConv3dParams p = make_params(input, weight, output, stride, padding, dilation);
   if (output.numel() == 0) return;
   // Vectorize over channels for channels-last input or small planes, else along W.
@@ -149,6 +161,7 @@ void depthwise_conv3d_forward(const at::Tensor& input, const at::Tensor& weight,
   }
   kernels().forward(p, input.const_data_ptr(), w.const_data_ptr(), b.defined() ? b.const_data_ptr() : nullptr,
                     output.mutable_data_ptr());
+  apply_activation(output, activation);
 }
 
 void depthwise_conv3d_backward(const at::Tensor& grad_output, const at::Tensor& input,

@@ -65,27 +65,13 @@ def depthwise_conv3d(
     backend: str,
 ) -> Tensor:
     output = _new_like(input, _conv_shape(input.shape, weight.shape, stride, padding, dilation))
-    kernel_set = kernels(backend)
-    if activation is not None and kernel_set.fuses_activation:
-        kernel_set.depthwise_conv3d_forward(input, weight, bias, stride, padding, dilation, output,
-                                            activation=activation)
-        return output
-    kernel_set.depthwise_conv3d_forward(input, weight, bias, stride, padding, dilation, output)
-    return apply_activation_(output, activation)
+    kernels(backend).depthwise_conv3d_forward(input, weight, bias, stride, padding, dilation, output, activation)
+    return output
 
 
 @depthwise_conv3d.register_fake
 def _(input, weight, bias, stride, padding, dilation, activation, backend):
     return _new_like(input, _conv_shape(input.shape, weight.shape, stride, padding, dilation))
-
-
-def apply_activation_(x: Tensor, activation: str | None) -> Tensor:
-    """x after the activation, in place: None, "relu" or "relu6"."""
-    if activation == "relu":
-        return x.relu_()
-    if activation == "relu6":
-        return x.clamp_(0, 6)
-    return x
 
 
 def _activation_grad(grad: Tensor, output: Tensor, activation: str | None) -> Tensor:

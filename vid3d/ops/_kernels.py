@@ -1,9 +1,9 @@
 """The kernel backends behind the ops, and the choice of one for a call.
 
-A backend here is a set of out-style kernels (the caller allocates every output); a set that
-fuses the ReLU/ReLU6 epilogue into the depthwise forward says so with ``fuses_activation``:
+A backend here is a set of out-style kernels (the caller allocates every output):
 
-- ``depthwise_conv3d_forward(input, weight, bias, stride, padding, dilation, output)``
+- ``depthwise_conv3d_forward(input, weight, bias, stride, padding, dilation, output, activation)``
+  (activation: None, "relu" or "relu6", applied to the output)
 - ``depthwise_conv3d_backward(grad_output, input, weight, stride, padding, dilation,
   grad_input, grad_weight, grad_bias)`` (each grad may be None: not wanted)
 - ``cat_shuffle3d_forward(inputs, groups, output)``
@@ -45,7 +45,6 @@ class KernelSet:
     depthwise_conv3d_backward: object
     cat_shuffle3d_forward: object
     cat_shuffle3d_backward: object
-    fuses_activation: bool = False  # depthwise_conv3d_forward takes activation="relu"|"relu6"
     # (input, spatial_weight, temporal_weight, spatial_bias, temporal_bias, stride, padding, dilation,
     #  mid_activation, output) for a (2+1)D conv whose stages are both depthwise, fused; or None
     conv2plus1d_depthwise_forward: object = None
@@ -144,7 +143,6 @@ def _triton_kernels() -> KernelSet:
         triton_kernels.depthwise_conv3d_backward,
         triton_kernels.cat_shuffle3d_forward,
         triton_kernels.cat_shuffle3d_backward,
-        fuses_activation=True,
         conv2plus1d_depthwise_forward=triton_kernels.conv2plus1d_depthwise_forward,
     )
 
