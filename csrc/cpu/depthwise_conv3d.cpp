@@ -21,6 +21,7 @@ namespace {
 struct DepthwiseKernels {
   decltype(&generic::depthwise_conv3d_forward) forward;
   decltype(&generic::depthwise_conv3d_backward) backward;
+  int64_t plane_vector_lanes;  // the largest plane the planes-in-vectors forward takes (0: none)
   const char* isa;
 };
 
@@ -28,7 +29,7 @@ struct DepthwiseKernels {
 // VID3D_CPU_ISA=generic|avx2|avx512 (any case; another value is ignored with a warning).
 DepthwiseKernels select_kernels() {
   const DepthwiseKernels generic_kernels{generic::depthwise_conv3d_forward,
-                                         generic::depthwise_conv3d_backward, "generic"};
+                                         generic::depthwise_conv3d_backward, generic::plane_vector_lanes(), "generic"};
   std::string limit = "avx512";
   if (const char* cap = std::getenv("VID3D_CPU_ISA")) {
     std::string value(cap);
@@ -46,10 +47,12 @@ DepthwiseKernels select_kernels() {
   const bool has_avx512 = has_avx2 && __builtin_cpu_supports("avx512f") &&
                           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
   if (limit == "avx512" && has_avx512) {
-    return {avx512::depthwise_conv3d_forward, avx512::depthwise_conv3d_backward, "avx512"};
+    return {avx512::depthwise_conv3d_forward, avx512::depthwise_conv3d_backward, avx512::plane_vector_lanes(),
+            "avx512"};
   }
   if (limit != "generic" && has_avx2) {
-    return {avx2::depthwise_conv3d_forward, avx2::depthwise_conv3d_backward, "avx2"};
+    return {avx2::depthwise_conv3d_forward, avx2::depthwise_conv3d_backward, avx2::plane_vector_lanes(),
+            "avx2"};
   }
 #endif
   return generic_kernels;
@@ -149,8 +152,15 @@ void depthwise_conv3d_forward(const at::Tensor& input, const at::Tensor& weight,
                               const at::Tensor& output, std::optional<c10::string_view> activation) {
   DepthwiseConv3dParams p = make_params(input, weight, output, stride, padding, dilation);
   if (output.numel() == 0) return;
-  // Vectorize over channels for channels-last input or small planes, else along W.
-  p.vectorize_channels = is_channels_last(input) || p.out_size[1] * p.out_size[2] < kSmallPlane;
+  // Vectorize over channels for channels-last input or small planes, else along W. Small planes
+  // are read in place: a planar one held in a vector where it fits, else by channel vectors.
+  const bool channels_last = is_channels_last(input);
+  const bool small = p.out_size[1] * p.out_size[2] < kSmallPlane;
+  const int64_t plane_lanes = input.scalar_type() == at::kDouble ? 0 : kernels().plane_vector_lanes;
+  const bool plane_in_vector = !channels_last && p.in_size[1] * p.in_size[2] <= plane_lanes &&
+                               p.out_size[1] * p.out_size[2] <= plane_lanes;
+  p.vectorize_channels = channels_last || (small && !plane_in_vector);
+  p.small_planes = small && (plane_in_vector || (p.vectorize_channels && input.stride(1) == 1 && output.stride(1) == 1));
   p.stream_output = output.nbytes() >= kStreamBytes;
   const at::Tensor w = prepared_weight(weight, p.vectorize_channels);
   at::Tensor b;

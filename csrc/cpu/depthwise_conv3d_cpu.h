@@ -24,6 +24,9 @@ struct DepthwiseConv3dParams {
   int64_t grad_input_strides[5];  // backward only
   bool vectorize_channels;  // true: the kernels that vectorize over C; false: those that vectorize along W
   bool stream_output;       // write the output with cache-bypassing stores (large outputs)
+  // Forward on small planes, read in place: planar layouts with each plane in one float vector
+  // (planes of at most plane_vector_lanes() positions), or channel vectors with unit C strides.
+  bool small_planes;
   ScalarKind scalar;
 };
 
@@ -38,6 +41,7 @@ struct DepthwiseConv3dParams {
   void depthwise_conv3d_backward(const DepthwiseConv3dParams& p, const void* grad_output, \
                                  const void* input, const void* weight, void* grad_input, \
                                  double* grad_weight, double* grad_bias);                 \
+  int64_t plane_vector_lanes();                                                           \
   }
 
 VID3D_DECLARE_DEPTHWISE_KERNELS(generic)

@@ -170,13 +170,15 @@ template <typename acc_t>
 constexpr int64_t kBlock = 4 * kLanes<acc_t>;
 
 // out[i] = init + sum_t w[t] * src[off[t] + i] for i in [0, len), a block of outputs held in
-// registers across all taps. Writes (and reads) up to kBlock - 1 elements past len.
+// registers across all taps, the last few vectors one at a time. Writes (and reads) up to
+// kLanes - 1 elements past len.
 template <typename acc_t>
 inline void correlate(acc_t* __restrict out, const acc_t* __restrict src, int64_t len,
                       const int64_t* __restrict off, const acc_t* __restrict w, int64_t ntaps, acc_t init) {
   using V = vec_t<acc_t>;
   constexpr int64_t L = kLanes<acc_t>;
-  for (int64_t i0 = 0; i0 < len; i0 += 4 * L) {
+  int64_t i0 = 0;
+  for (; i0 + 4 * L <= len; i0 += 4 * L) {
     V a0 = V{} + init, a1 = a0, a2 = a0, a3 = a0;
     for (int64_t t = 0; t < ntaps; ++t) {
       const acc_t* s = src + off[t] + i0;
@@ -190,6 +192,11 @@ inline void correlate(acc_t* __restrict out, const acc_t* __restrict src, int64_
     store<acc_t>(out + i0 + L, a1);
     store<acc_t>(out + i0 + 2 * L, a2);
     store<acc_t>(out + i0 + 3 * L, a3);
+  }
+  for (; i0 < len; i0 += L) {
+    V a = V{} + init;
+    for (int64_t t = 0; t < ntaps; ++t) a += (V{} + w[t]) * load<acc_t>(src + off[t] + i0);
+    store<acc_t>(out + i0, a);
   }
 }
 
@@ -363,6 +370,109 @@ void forward_planar(const DepthwiseConv3dParams& p, const scalar_t* input, const
     if (stream) finish_streaming();
   });
 }
+
+// ---------------------------------------------------------------- planes in vectors (tiny planes)
+// When a whole input plane and a whole output plane each fit in one float vector (4x4 planes on
+// AVX-512), a tap (kh, kw) of a plane is one permute with zero-masking of the input plane: no
+// padded copy, no lanes wasted on padding. Needs the ISA's variable permute (AVX2, AVX-512).
+
+#if defined(__x86_64__) && (VID3D_VECTOR_BYTES == 64 || VID3D_VECTOR_BYTES == 32)
+#define VID3D_PLANE_PERMUTE 1
+using FloatVec = vec_t<float>;
+
+// Output lane o takes input lane source[o], or zero where source[o] < 0. Kept as plain arrays
+// (loaded when applied): a std::vector does not keep __m512i members aligned.
+struct LanePermute {
+  int32_t index[kLanes<float>];
+#if VID3D_VECTOR_BYTES == 64
+  __mmask16 keep;
+#else
+  uint32_t keep[kLanes<float>];  // all ones where the lane is kept
+#endif
+
+  explicit LanePermute(const int32_t* source) {
+#if VID3D_VECTOR_BYTES == 64
+    keep = 0;
+#endif
+    for (int64_t o = 0; o < kLanes<float>; ++o) {
+      index[o] = source[o] < 0 ? 0 : source[o];
+#if VID3D_VECTOR_BYTES == 64
+      if (source[o] >= 0) keep = static_cast<__mmask16>(keep | (1u << o));
+#else
+      keep[o] = source[o] < 0 ? 0u : ~0u;
+#endif
+    }
+  }
+
+  FloatVec apply(FloatVec v) const {
+#if VID3D_VECTOR_BYTES == 64
+    return (FloatVec)_mm512_maskz_permutexvar_ps(keep, _mm512_loadu_si512(index), (__m512)v);
+#else
+    const __m256i lanes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(index));
+    return (FloatVec)_mm256_and_ps(_mm256_permutevar8x32_ps((__m256)v, lanes),
+                                   _mm256_loadu_ps(reinterpret_cast<const float*>(keep)));
+#endif
+  }
+};
+
+constexpr int64_t kPlaneLanes = kLanes<float>;
+#else
+constexpr int64_t kPlaneLanes = 0;
+#endif
+
+#if defined(VID3D_PLANE_PERMUTE)
+// The forward with each (n, c) plane held in one vector (see above); float accumulation.
+template <typename scalar_t>
+void forward_planes_in_vectors(const DepthwiseConv3dParams& p, const scalar_t* input, const float* weight,
+                               const float* bias, scalar_t* output) {
+  constexpr int64_t L = kLanes<float>;
+  const TapRanges taps(p);
+  const int64_t H = p.in_size[1], W = p.in_size[2];
+  const int64_t To = p.out_size[0], Ho = p.out_size[1], Wo = p.out_size[2];
+  const int64_t KT = p.kernel[0], KH = p.kernel[1], KW = p.kernel[2], ntaps = taps_of(p);
+  const int64_t* xs = p.input_strides;
+  const int64_t* ys = p.output_strides;
+  // One permute per spatial tap: output lane ho * Wo + wo reads input lane hi * W + wi.
+  std::vector<LanePermute> permutes;
+  for (int64_t kh = 0; kh < KH; ++kh)
+    for (int64_t kw = 0; kw < KW; ++kw) {
+      int32_t source[L];
+      for (int64_t o = 0; o < L; ++o) {
+        const int64_t ho = o / Wo, wo = o % Wo;
+        const int64_t hi = ho * p.stride[1] + taps.shift[1][kh], wi = wo * p.stride[2] + taps.shift[2][kw];
+        const bool inside = ho < Ho && hi >= 0 && hi < H && wi >= 0 && wi < W;
+        source[o] = inside ? static_cast<int32_t>(hi * W + wi) : -1;
+      }
+      permutes.emplace_back(source);
+    }
+  const int64_t taps_per_plane = KH * KW;
+  at::parallel_for(0, p.batch * p.channels, grain_for(To * L * ntaps), [&](int64_t begin, int64_t end) {
+    float lanes[L];
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const int64_t c = nc % p.channels, n = nc / p.channels;
+      const scalar_t* x = input + n * xs[0] + c * xs[1];
+      const float* w = weight + c * ntaps;
+      for (int64_t to = 0; to < To; ++to) {
+        FloatVec acc = FloatVec{} + (bias ? bias[c] : 0.0f);
+        for (int64_t kd = 0; kd < KT; ++kd) {
+          const int64_t ti = to * p.stride[0] + taps.shift[0][kd];
+          if (ti < 0 || ti >= p.in_size[0]) continue;
+          std::fill(lanes, lanes + L, 0.0f);
+          for (int64_t h = 0; h < H; ++h)
+            for (int64_t wi = 0; wi < W; ++wi) lanes[h * W + wi] = static_cast<float>(x[ti * xs[2] + h * xs[3] + wi * xs[4]]);
+          const FloatVec plane = load<float>(lanes);
+          const float* w_plane = w + kd * taps_per_plane;
+          for (int64_t k = 0; k < taps_per_plane; ++k) acc += w_plane[k] * permutes[k].apply(plane);
+        }
+        std::memcpy(lanes, &acc, sizeof acc);
+        scalar_t* y = output + n * ys[0] + c * ys[1] + to * ys[2];
+        for (int64_t ho = 0; ho < Ho; ++ho)
+          for (int64_t wo = 0; wo < Wo; ++wo) y[ho * ys[3] + wo * ys[4]] = static_cast<scalar_t>(lanes[ho * Wo + wo]);
+      }
+    }
+  });
+}
+#endif
 
 // Stride-1 backward. The input gradient is the correlation of the zero-extended output gradient
 // with the flipped kernel; the weight gradient of tap k is the dot product of the output gradient
@@ -825,6 +935,42 @@ void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* inpu
   });
 }
 
+// Forward vectorized over channels for small planes with unit channel strides: each output
+// position sums its taps that lie inside the input, read in place (no padded copy, which costs
+// as much as the convolution on small planes). A task is a run of channels of one batch element,
+// narrow enough that its weights stay in L1.
+template <typename scalar_t, typename acc_t>
+void forward_channels_in_place(const DepthwiseConv3dParams& p, const scalar_t* input, const acc_t* weight,
+                               const acc_t* bias, scalar_t* output) {
+  constexpr int64_t kChannelsPerTask = 4 * kLanes<acc_t>;
+  const TapRanges taps(p);
+  const int64_t C = p.channels, ntaps = taps_of(p);
+  const int64_t To = p.out_size[0], Ho = p.out_size[1], Wo = p.out_size[2];
+  const int64_t positions = To * Ho * Wo;
+  const int64_t* xs = p.input_strides;
+  const int64_t* ys = p.output_strides;
+  // The taps of every output position, shared by all tasks.
+  std::vector<int64_t> tap_count(positions), src_off(positions * ntaps), w_off(positions * ntaps), y_off(positions);
+  for (int64_t pos = 0; pos < positions; ++pos) {
+    const int64_t wo = pos % Wo, ho = pos / Wo % Ho, to = pos / (Wo * Ho);
+    tap_count[pos] = forward_taps(p, taps, to, ho, wo, xs, &src_off[pos * ntaps], &w_off[pos * ntaps]);
+    y_off[pos] = to * ys[2] + ho * ys[3] + wo * ys[4];
+  }
+  const int64_t chunks = (C + kChannelsPerTask - 1) / kChannelsPerTask;
+  at::parallel_for(0, p.batch * chunks, grain_for(positions * ntaps * kChannelsPerTask),
+                   [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t c0 = task % chunks * kChannelsPerTask, n = task / chunks;
+      const int64_t width = std::min(kChannelsPerTask, C - c0);
+      const scalar_t* x = input + n * xs[0] + c0;
+      scalar_t* y = output + n * ys[0] + c0;
+      for (int64_t pos = 0; pos < positions; ++pos)
+        accumulate_taps(y + y_off[pos], x, weight + c0, &src_off[pos * ntaps], &w_off[pos * ntaps], tap_count[pos],
+                        bias ? bias + c0 : nullptr, width);
+    }
+  });
+}
+
 template <typename scalar_t, typename acc_t>
 void backward_channels_last(const DepthwiseConv3dParams& p, const scalar_t* grad_output, const scalar_t* input,
                             const acc_t* weight, scalar_t* grad_input, double* grad_weight, double* grad_bias) {
@@ -909,10 +1055,15 @@ void forward_typed(const DepthwiseConv3dParams& p, const void* input, const void
   const auto* b = static_cast<const acc_t*>(bias);
   auto* y = static_cast<scalar_t*>(output);
   if (p.vectorize_channels) {
-    forward_channel_blocks(p, x, w, b, y);
-  } else {
-    forward_planar(p, x, w, b, y);
+    if (p.small_planes) return forward_channels_in_place(p, x, w, b, y);
+    return forward_channel_blocks(p, x, w, b, y);
   }
+#if defined(VID3D_PLANE_PERMUTE)
+  if constexpr (std::is_same_v<acc_t, float>) {
+    if (p.small_planes) return forward_planes_in_vectors(p, x, w, b, y);
+  }
+#endif
+  forward_planar(p, x, w, b, y);
 }
 
 template <typename scalar_t, typename acc_t>
@@ -934,6 +1085,8 @@ void backward_typed(const DepthwiseConv3dParams& p, const void* grad_output, con
 }
 
 }  // namespace
+
+int64_t plane_vector_lanes() { return kPlaneLanes; }
 
 void depthwise_conv3d_forward(const DepthwiseConv3dParams& p, const void* input, const void* weight,
                               const void* bias, void* output) {
