@@ -42,6 +42,10 @@ DEPTHWISE_CASES = [
     # Large planes: the channel-vectorized forward splits them into bands of rows.
     ((1, 16, 4, 120, 150), (3, 3, 3), 1, 1, 1),  # 4.6 MB in float32: streaming stores
     ((1, 16, 2, 121, 150), (3, 3, 3), (1, 2, 1), 1, (1, 2, 1)),
+    # Small planes, read in place: 4x4 planes fill one AVX-512 vector exactly (planar layouts),
+    # 2x8 ones with strides; channels-last small planes take channel vectors.
+    ((2, 24, 3, 4, 4), (3, 3, 3), 1, 1, 1),
+    ((1, 9, 4, 2, 8), (3, 3, 3), (2, 1, 2), 1, (1, 1, 1)),
 ]
 
 
