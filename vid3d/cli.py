@@ -1,4 +1,4 @@
-"""The ``vid3d`` command: ``vid3d info`` and ``vid3d bench``."""
+"""The ``vid3d`` command: ``vid3d info``, ``vid3d bench [models|ops|all]``, ``vid3d plot``, ``vid3d report``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import datetime
 import json
 import sys
+from pathlib import Path
 
 import torch
 
@@ -17,31 +18,90 @@ def _info(args) -> int:
     return 0
 
 
-def _bench(args) -> int:
+def _bench_models(args, device) -> tuple[list[dict], dict]:
+    from .benchmark import models
+
+    specs = [models.ModelSpec.parse(text) for text in args.models] if args.models else models.DEFAULT_MODELS
+    batches = models.default_batches(device)
+    if args.batch:
+        batches = dict.fromkeys(batches, args.batch)
+    modes = models.MODES if args.mode == "both" else (args.mode,)
+    rows = models.run_suite(device, specs, modes, batches, models.DTYPES[args.dtype], args.compile,
+                            budget_s=args.budget, progress=not args.no_progress)
+    print(models.format_table(rows))
+    return rows, models.summarize(rows)
+
+
+def _bench_ops(args, device) -> tuple[list[dict], dict]:
     from .benchmark import ops
+
+    rows = ops.run_suite(device, budget_s=args.budget, progress=not args.no_progress)
+    print(ops.format_table(rows))
+    if not any(r["impl"].startswith("vid3d") for r in rows):
+        print(f"\nno vid3d backend can run on {device} here (see `vid3d info`); only PyTorch was timed")
+    return rows, ops.summarize(rows)
+
+
+def _bench(args) -> int:
     from .benchmark.environment import environment
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     env = environment(device)
-    print(f"vid3d bench ops on {env['device']} (torch {env['torch']}, vid3d cpu kernels: {env['cpu_isa']})")
-    rows = ops.run_suite(device, budget_s=args.budget, progress=not args.no_progress)
-    copy_gbps = max(r["gbps"] for r in rows if r["op"] == "clone")
-    print(ops.format_table(rows))
-    summary = ops.summarize(rows)
-    if not any(r["impl"].startswith("vid3d") for r in rows):
-        print(f"\nno vid3d backend can run on {device} here (see `vid3d info`); only PyTorch was timed")
-    else:
-        print("\nvid3d speedup over PyTorch, geometric mean over shapes:")
+    print(f"vid3d bench {args.suite} on {env['device']} (torch {env['torch']}, vid3d cpu kernels: {env['cpu_isa']})")
+    op_rows, model_rows, summary = [], [], {}
+    if args.suite in ("models", "all"):
+        model_rows, model_summary = _bench_models(args, device)
+        summary.update(model_summary)
+    if args.suite in ("ops", "all"):
+        op_rows, op_summary = _bench_ops(args, device)
+        summary.update(op_summary)
+    if summary:
+        print("\nvid3d speedup over PyTorch (geometric means):")
         for key, value in summary.items():
-            print(f"  {key:36s} {value:6.2f}x")
+            print(f"  {key:40s} {value:6.2f}x")
     if args.json:
-        record = {**env, "date": datetime.date.today().isoformat(), "copy_gbps": copy_gbps, "ops": rows,
-                  "models": [], "summary": summary}
-        with open(args.json, "w") as f:
-            json.dump(record, f, indent=1)
-        print(f"record written to {args.json}")
+        now = datetime.datetime.now(datetime.timezone.utc)
+        clone_gbps = [r["gbps"] for r in op_rows if r["op"] == "clone"]
+        record = {**env, "date": now.date().isoformat(), "time": now.strftime("%H:%M:%S"),
+                  "copy_gbps": max(clone_gbps) if clone_gbps else None, "ops": op_rows, "models": model_rows,
+                  "summary": summary}
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=1))
+        print(f"record written to {path}")
+        _plot_or_explain(record, path)
+    return 0
+
+
+def _plot_or_explain(record: dict, path: Path) -> None:
+    from .benchmark.plots import plot_record
+
+    try:
+        written = plot_record(record, path)
+    except RuntimeError as error:  # no matplotlib on this machine
+        print(f"no plots: {error}; later: vid3d plot {path}")
+        return
+    for chart in written:
+        print(f"chart written to {chart}")
+
+
+def _plot(args) -> int:
+    for name in args.records:
+        path = Path(name)
+        _plot_or_explain(json.loads(path.read_text()), path)
+    return 0
+
+
+def _report(args) -> int:
+    from .benchmark.report import update_readme
+
+    current = update_readme(args.readme, args.results, check=args.check)
+    if args.check:
+        print(f"{args.readme}: results section {'up to date' if current else 'OUT OF DATE (run vid3d report)'}")
+        return 0 if current else 1
+    print(f"{args.readme}: results section {'already up to date' if current else 'rewritten'}")
     return 0
 
 
@@ -52,13 +112,30 @@ def main(argv: list[str] | None = None) -> int:
         run=_info
     )
     bench = commands.add_parser("bench", help="time vid3d against PyTorch on this machine")
-    bench.add_argument("suite", nargs="?", default="ops", choices=["ops"], help="what to time (default: ops)")
-    bench.add_argument("--json", metavar="PATH", help="write the record (bench/results schema) to PATH")
+    bench.add_argument("suite", nargs="?", default="models", choices=["models", "ops", "all"],
+                       help="models: whole networks (default); ops: the op microbenchmarks; all: both")
+    bench.add_argument("--json", metavar="PATH", help="write the record (bench/results schema) and its charts")
+    bench.add_argument("--models", nargs="+", metavar="NAME[:k=v,...]",
+                       help="models to time, e.g. shufflenetv2:width_mult=0.5 (default: the standard set)")
+    bench.add_argument("--batch", type=int, default=0, help="batch size for every mode (default: 8; 32 to train on a GPU)")
+    bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                       help="float32, or autocast to bfloat16/float16 (models)")
+    bench.add_argument("--mode", default="both", choices=["infer", "train", "both"], help="models: which modes")
+    bench.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                       help="also time torch.compile of the PyTorch model (default: on a GPU only)")
     bench.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
     bench.add_argument("--budget", type=float, default=0.5, help="seconds of timing per measurement")
     bench.add_argument("--cpu", action="store_true", help="time the CPU even when a GPU is present")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench.set_defaults(run=_bench)
+    plot = commands.add_parser("plot", help="write the charts of benchmark records next to them")
+    plot.add_argument("records", nargs="+", metavar="RECORD.json")
+    plot.set_defaults(run=_plot)
+    report = commands.add_parser("report", help="regenerate the README's results from the newest record per device")
+    report.add_argument("--results", default="bench/results", help="folder of records (default: bench/results)")
+    report.add_argument("--readme", default="README.md", help="README to rewrite (default: README.md)")
+    report.add_argument("--check", action="store_true", help="only check that the section is up to date")
+    report.set_defaults(run=_report)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -415,6 +415,26 @@ struct LanePermute {
   }
 };
 
+// The first n lanes of p (zero past them); the first n lanes of v stored to p.
+inline FloatVec load_first(const float* p, int64_t n) {
+#if VID3D_VECTOR_BYTES == 64
+  return (FloatVec)_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p);
+#else
+  return (FloatVec)_mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+#endif
+}
+
+inline void store_first(float* p, FloatVec v, int64_t n) {
+#if VID3D_VECTOR_BYTES == 64
+  _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), (__m512)v);
+#else
+  _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
+                      (__m256)v);
+#endif
+}
+
 constexpr int64_t kPlaneLanes = kLanes<float>;
 #else
 constexpr int64_t kPlaneLanes = 0;
@@ -446,6 +466,10 @@ void forward_planes_in_vectors(const DepthwiseConv3dParams& p, const scalar_t* i
       permutes.emplace_back(source);
     }
   const int64_t taps_per_plane = KH * KW;
+  constexpr int64_t kPlanesAtOnce = 8;
+  // float planes stored row after row are moved with one masked vector load or store.
+  const bool float_planes_in = std::is_same_v<scalar_t, float> && xs[4] == 1 && xs[3] == W;
+  const bool float_planes_out = std::is_same_v<scalar_t, float> && ys[4] == 1 && ys[3] == Wo;
   at::parallel_for(0, p.batch * p.channels, grain_for(To * L * ntaps), [&](int64_t begin, int64_t end) {
     float lanes[L];
     for (int64_t nc = begin; nc < end; ++nc) {
@@ -453,19 +477,48 @@ void forward_planes_in_vectors(const DepthwiseConv3dParams& p, const scalar_t* i
       const scalar_t* x = input + n * xs[0] + c * xs[1];
       const float* w = weight + c * ntaps;
       for (int64_t to = 0; to < To; ++to) {
-        FloatVec acc = FloatVec{} + (bias ? bias[c] : 0.0f);
-        for (int64_t kd = 0; kd < KT; ++kd) {
-          const int64_t ti = to * p.stride[0] + taps.shift[0][kd];
-          if (ti < 0 || ti >= p.in_size[0]) continue;
-          std::fill(lanes, lanes + L, 0.0f);
-          for (int64_t h = 0; h < H; ++h)
-            for (int64_t wi = 0; wi < W; ++wi) lanes[h * W + wi] = static_cast<float>(x[ti * xs[2] + h * xs[3] + wi * xs[4]]);
-          const FloatVec plane = load<float>(lanes);
-          const float* w_plane = w + kd * taps_per_plane;
-          for (int64_t k = 0; k < taps_per_plane; ++k) acc += w_plane[k] * permutes[k].apply(plane);
+        // A permute is linear, so each spatial tap permutes the weighted sum of the input planes
+        // (up to kPlanesAtOnce at a time): KH * KW permutes per output plane, not KT * KH * KW.
+        FloatVec acc_even = FloatVec{} + (bias ? bias[c] : 0.0f), acc_odd{};  // two dependency chains
+        for (int64_t kd0 = 0; kd0 < KT; kd0 += kPlanesAtOnce) {
+          FloatVec planes[kPlanesAtOnce];
+          const float* w_planes[kPlanesAtOnce];
+          int64_t held = 0;
+          for (int64_t kd = kd0; kd < std::min(KT, kd0 + kPlanesAtOnce); ++kd) {
+            const int64_t ti = to * p.stride[0] + taps.shift[0][kd];
+            if (ti < 0 || ti >= p.in_size[0]) continue;
+            const scalar_t* x_plane = x + ti * xs[2];
+            if (float_planes_in) {
+              planes[held] = load_first(reinterpret_cast<const float*>(x_plane), H * W);
+            } else {
+              std::fill(lanes, lanes + L, 0.0f);
+              for (int64_t h = 0; h < H; ++h)
+                for (int64_t wi = 0; wi < W; ++wi)
+                  lanes[h * W + wi] = static_cast<float>(x_plane[h * xs[3] + wi * xs[4]]);
+              planes[held] = load<float>(lanes);
+            }
+            w_planes[held++] = w + kd * taps_per_plane;
+          }
+          if (held == 0) continue;
+          auto tap = [&](int64_t k) {
+            FloatVec sum = w_planes[0][k] * planes[0];
+            for (int64_t i = 1; i < held; ++i) sum += w_planes[i][k] * planes[i];
+            return permutes[k].apply(sum);
+          };
+          int64_t k = 0;
+          for (; k + 2 <= taps_per_plane; k += 2) {
+            acc_even += tap(k);
+            acc_odd += tap(k + 1);
+          }
+          if (k < taps_per_plane) acc_even += tap(k);
         }
-        std::memcpy(lanes, &acc, sizeof acc);
         scalar_t* y = output + n * ys[0] + c * ys[1] + to * ys[2];
+        const FloatVec out = acc_even + acc_odd;
+        if (float_planes_out) {
+          store_first(reinterpret_cast<float*>(y), out, Ho * Wo);
+          continue;
+        }
+        std::memcpy(lanes, &out, sizeof out);
         for (int64_t ho = 0; ho < Ho; ++ho)
           for (int64_t wo = 0; wo < Wo; ++wo) y[ho * ys[3] + wo * ys[4]] = static_cast<scalar_t>(lanes[ho * Wo + wo]);
       }

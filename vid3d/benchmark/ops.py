@@ -10,7 +10,6 @@ kernels are timed (its native backend forced), not "auto". Rows follow the recor
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 import vid3d
 from vid3d.ops._kernels import native_backend
 
-from .timing import measure
+from .timing import geomean, measure
 
 # The foundation issue's CPU suite: 3x3x3 kernel, padding 1, float32.
 CPU_SHAPES = ((4, 64, 16, 28, 28), (8, 240, 4, 14, 14), (8, 960, 2, 4, 4), (4, 32, 16, 56, 56))
@@ -147,10 +146,6 @@ def run_suite(device: torch.device, shapes: Iterable = CPU_SHAPES, dtype: torch.
     return rows
 
 
-def _geomean(values: list[float]) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
-
-
 def summarize(rows: list[dict]) -> dict:
     """Speedups of vid3d over PyTorch (geometric means over shapes) per op, direction and layout.
 
@@ -174,7 +169,7 @@ def summarize(rows: list[dict]) -> dict:
 
         for name, layouts in [*((lay, (lay,)) for lay in LAYOUTS), ("best", tuple(LAYOUTS))]:
             ratios = [r for r in (ratio(shape, layouts) for shape in shapes) if r is not None]
-            summary[f"{op} {direction}/{name}"] = _geomean(ratios)
+            summary[f"{op} {direction}/{name}"] = geomean(ratios)
     return summary
 
 

@@ -6,6 +6,7 @@ rotate several input copies (``run(i)`` gets the run index) so caches do not hol
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -48,3 +49,21 @@ def measure(run: Callable[[int], object], device: torch.device, *, min_runs: int
             times_ms.append((time.perf_counter() - begin_s) * 1e3)
     times_ms.sort()
     return Timing(statistics.median(times_ms), _quantile(times_ms, 0.2), _quantile(times_ms, 0.8))
+
+
+def geomean(values: list[float]) -> float:
+    """The geometric mean (nan for no values): how speedups over a suite are summarized."""
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
+
+
+def synchronized(fn: Callable[[], object], device: torch.device) -> Callable[[], object]:
+    """fn, then a wait for the GPU on CUDA devices, so a wall clock times the kernels too."""
+    if device.type != "cuda":
+        return fn
+
+    def run():
+        out = fn()
+        torch.cuda.synchronize(device)
+        return out
+
+    return run

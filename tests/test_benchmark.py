@@ -1,0 +1,102 @@
+"""The benchmark tooling without timing anything long: model specs, speedup tables, the
+README results section, charts, and one tiny model benchmark end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vid3d.benchmark import models, report
+
+
+def _row(model, mode, impl, clips, kwargs=None, dtype="float32"):
+    return {"model": model, "kwargs": kwargs or {}, "batch": 8, "dtype": dtype, "mode": mode, "impl": impl,
+            "clips_per_s": clips, "mflops": 100.0}
+
+
+def test_model_spec_parse():
+    spec = models.ModelSpec.parse("shufflenet:groups=3,width_mult=0.5,version=1.1x")
+    assert spec == models.ModelSpec("shufflenet", {"groups": 3, "width_mult": 0.5, "version": "1.1x"})
+    assert spec.label() == "shufflenet(groups=3,width_mult=0.5,version=1.1x)"
+    assert models.ModelSpec.parse("resnet18") == models.ModelSpec("resnet18")
+    with pytest.raises(ValueError, match="not key=value"):
+        models.ModelSpec.parse("mobilenet:width_mult")
+
+
+def test_speedups_take_pytorch_best_impl():
+    rows = [_row("m", "infer", "torch-eager", 10.0), _row("m", "infer", "torch-compile", 20.0),
+            _row("m", "infer", "vid3d", 50.0), _row("m", "train", "torch-eager", 4.0), _row("m", "train", "vid3d", 2.0)]
+    by_mode = {s["mode"]: s for s in models.speedups(rows)}
+    assert by_mode["infer"]["speedup"] == pytest.approx(2.5)
+    assert by_mode["infer"]["torch_impl"] == "torch-compile"
+    assert by_mode["train"]["speedup"] == pytest.approx(0.5)
+    summary = models.summarize(rows + [_row("n", "infer", "torch-eager", 10.0), _row("n", "infer", "vid3d", 40.0)])
+    assert summary["models infer/float32"] == pytest.approx((2.5 * 4.0) ** 0.5)
+    table = models.format_table(rows)
+    assert "| m | 100 | infer | 8 | float32 | 20.0 (torch-compile) | 50.0 | 2.50x |" in table
+
+
+def _record(device, commit, date, time="12:00:00"):
+    return {"device": device, "torch": "2.13.0", "cuda": None, "triton": "3.9.0", "commit": commit,
+            "date": date, "time": time, "ops": [], "models": [_row("m", "infer", "torch-eager", 10.0),
+                                                            _row("m", "infer", "vid3d", 30.0)]}
+
+
+def test_readme_results_from_newest_record_per_device(tmp_path):
+    results = tmp_path / "bench" / "results"
+    for folder, commit, date in [("cpu-a", "old", "2026-01-01"), ("cpu-a", "new", "2026-02-01"),
+                                 ("gpu-b", "g1", "2026-01-05")]:
+        (results / folder).mkdir(parents=True, exist_ok=True)
+        (results / folder / f"{date}-{commit}.json").write_text(json.dumps(_record(folder, commit, date)))
+    assert [p.name for p in report.newest_records(results)] == ["2026-02-01-new.json", "2026-01-05-g1.json"]
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{report.BEGIN}\nstale\n{report.END}\n\nafter\n")
+    assert not report.update_readme(readme, results, check=True)
+    assert "stale" in readme.read_text()  # --check does not write
+    assert not report.update_readme(readme, results)
+    text = readme.read_text()
+    assert "stale" not in text and text.endswith("\n\nafter\n")
+    assert "bench/results/cpu-a/2026-02-01-new.json" in text and "commit new" in text and "commit old" not in text
+    assert "| m | 100 | infer | 8 | float32 | 10.0 (torch-eager) | 30.0 | 3.00x |" in text
+    assert report.update_readme(readme, results, check=True)
+
+
+def test_readme_without_markers_is_an_error(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n")
+    with pytest.raises(ValueError, match="no results markers"):
+        report.update_readme(readme, tmp_path)
+
+
+def test_committed_readme_matches_the_newest_records():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert report.update_readme(root / "README.md", root / "bench" / "results", check=True), (
+        "README.md's results section is out of date: run `vid3d report` from the repository root")
+
+
+def test_charts_are_written_next_to_the_record(tmp_path):
+    pytest.importorskip("matplotlib")
+    from vid3d.benchmark.plots import plot_record
+
+    record = _record("cpu", "abc", "2026-01-01")
+    record["ops"] = [
+        {"op": "depthwise_conv3d", "direction": "fwd", "shape": [1, 2, 3, 4, 5], "dtype": "float32",
+         "layout": "ncdhw", "impl": impl, "median_ms": ms} for impl, ms in (("torch-eager", 2.0), ("vid3d-cpu", 1.0))]
+    path = tmp_path / "2026-01-01-abc.json"
+    written = plot_record(record, path)
+    assert sorted(p.name for p in written) == ["2026-01-01-abc-models.png", "2026-01-01-abc-ops.png"]
+    assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_tiny_model_benchmark_end_to_end():
+    pytest.importorskip("vid3d.models")
+    rows = models.bench_model(models.ModelSpec("shufflenetv2", {"width_mult": 0.25}), torch.device("cpu"),
+                              batches={"infer": 1, "train": 2}, compile_torch=False, budget_s=0.0,
+                              clip=(3, 4, 32, 32))
+    assert {(r["mode"], r["impl"]) for r in rows} == {(m, i) for m in models.MODES for i in ("torch-eager", "vid3d")}
+    assert all(r["clips_per_s"] > 0 and r["mflops"] > 0 for r in rows)
