@@ -82,7 +82,8 @@ def depthwise_conv3d(
     backend = resolve(op, input.device, _native_is_faster(op, (input, weight, bias)))
     if backend == "torch":
         return _reference.depthwise_conv3d(input, weight, bias, stride, padding, dilation, activation)
-    return _custom_ops.depthwise_conv3d(input, weight, bias, stride, padding, dilation, activation, backend)
+    return _custom_ops.run("depthwise_conv3d", (input, weight, bias), input, weight, bias, stride, padding,
+                           dilation, activation, backend)
 
 
 def channel_shuffle3d(input: Tensor, groups: int) -> Tensor:
@@ -96,7 +97,7 @@ def channel_shuffle3d(input: Tensor, groups: int) -> Tensor:
     backend = resolve(op, input.device, _native_is_faster(op, (input,)))
     if backend == "torch":
         return _reference.channel_shuffle3d(input, groups)
-    return _custom_ops.channel_shuffle3d(input, groups, backend)
+    return _custom_ops.run("channel_shuffle3d", (input,), input, groups, backend)
 
 
 def cat_shuffle3d(tensors: Sequence[Tensor], groups: int) -> Tensor:
@@ -112,7 +113,7 @@ def cat_shuffle3d(tensors: Sequence[Tensor], groups: int) -> Tensor:
     backend = resolve(op, tensors[0].device, _native_is_faster(op, tensors))
     if backend == "torch":
         return _reference.cat_shuffle3d(tensors, groups)
-    return _custom_ops.cat_shuffle3d(tensors, groups, backend)
+    return _custom_ops.run("cat_shuffle3d", tensors, tensors, groups, backend)
 
 
 def conv2plus1d(
@@ -157,4 +158,4 @@ def conv2plus1d(
     args = (*params, stride, padding, dilation, mid_activation)
     if backend == "torch":
         return _reference.conv2plus1d(*args)
-    return _custom_ops.conv2plus1d(*args, backend)
+    return _custom_ops.run("conv2plus1d", params, *args, backend)
