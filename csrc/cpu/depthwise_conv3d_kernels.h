@@ -101,6 +101,13 @@ inline void store(scalar_t* p, const vec_t<acc_t>& v) {
   }
 }
 
+// A vector with every lane x: one broadcast. (x + V{} costs a scalar add as well, because
+// x + 0 is not x for x = -0; x - 0 is x for every x, so the subtraction folds away.)
+template <typename acc_t>
+inline vec_t<acc_t> splat(acc_t x) {
+  return x - vec_t<acc_t>{};
+}
+
 // The first vector-aligned element at or after p (the buffer needs kLanes elements of slack).
 template <typename acc_t>
 inline acc_t* aligned_to_vector(acc_t* p) {
@@ -169,24 +176,95 @@ inline void stream_copy(acc_t* dst, const acc_t* src, int64_t n) {
 template <typename acc_t>
 constexpr int64_t kBlock = 4 * kLanes<acc_t>;
 
+#if defined(__x86_64__) && VID3D_VECTOR_BYTES == 64
+#define VID3D_SHIFTED_TAPS 1
+// Lanes s .. s + 15 of the concatenation [lo, hi]: one two-source permute.
+inline vec_t<float> shifted(const vec_t<float>& lo, const vec_t<float>& hi, int64_t s) {
+  static constexpr int32_t kIndex[32] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
+                                         16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+  return (vec_t<float>)_mm512_permutex2var_ps((__m512)lo, _mm512_loadu_si512(kIndex + s), (__m512)hi);
+}
+
+// The first n (< 16) lanes at p, zero past them (no memory past p + n is read).
+inline vec_t<float> load_head(const float* p, int64_t n) {
+  return (vec_t<float>)_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p);
+}
+#endif
+
+// dst[i] = src[i] for i in [0, n), converted: short rows (the planes' rows) in whole vectors
+// and one masked vector where the ISA has them, as a scalar loop's set-up costs more than the copy.
+template <typename dst_t, typename src_t>
+inline void copy_row(dst_t* __restrict dst, const src_t* __restrict src, int64_t n) {
+#if defined(VID3D_SHIFTED_TAPS)
+  if constexpr (std::is_same_v<dst_t, float> && std::is_same_v<src_t, float>) {
+    constexpr int64_t L = kLanes<float>;
+    int64_t i = 0;
+    for (; i + L <= n; i += L) store<float>(dst + i, load<float>(src + i));
+    if (i < n) {
+      const auto mask = static_cast<__mmask16>((1u << (n - i)) - 1);
+      _mm512_mask_storeu_ps(dst + i, mask, _mm512_maskz_loadu_ps(mask, src + i));
+    }
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<dst_t>(src[i]);
+}
+
+// Taps t .. end - 1 whose offsets lie within one vector past off[t] (the kw taps of a row, for
+// a kernel narrower than a vector): returns end and the largest offset past off[t].
+inline int64_t shift_group(const int64_t* off, int64_t t, int64_t ntaps, int64_t lanes, int64_t* max_shift) {
+  int64_t end = t + 1;
+  *max_shift = 0;
+  while (end < ntaps && off[end] - off[t] >= 0 && off[end] - off[t] < lanes) {
+    *max_shift = std::max(*max_shift, off[end] - off[t]);
+    ++end;
+  }
+  return end;
+}
+
 // out[i] = init + sum_t w[t] * src[off[t] + i] for i in [0, len), a block of outputs held in
 // registers across all taps, the last few vectors one at a time. Writes (and reads) up to
-// kLanes - 1 elements past len.
+// kLanes - 1 elements past len. With AVX-512, the taps of a row share their loads: a shifted
+// tap is a permute of two loaded vectors, not a load that straddles cache lines.
 template <typename acc_t>
 inline void correlate(acc_t* __restrict out, const acc_t* __restrict src, int64_t len,
                       const int64_t* __restrict off, const acc_t* __restrict w, int64_t ntaps, acc_t init) {
   using V = vec_t<acc_t>;
   constexpr int64_t L = kLanes<acc_t>;
+#if defined(VID3D_SHIFTED_TAPS)
+  constexpr bool shifted_taps = std::is_same_v<acc_t, float>;
+#else
+  constexpr bool shifted_taps = false;
+#endif
   int64_t i0 = 0;
   for (; i0 + 4 * L <= len; i0 += 4 * L) {
-    V a0 = V{} + init, a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t t = 0; t < ntaps; ++t) {
+    V a0 = splat(init), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t t = 0; t < ntaps;) {
       const acc_t* s = src + off[t] + i0;
-      const V wt = V{} + w[t];
-      a0 += wt * load<acc_t>(s);
-      a1 += wt * load<acc_t>(s + L);
-      a2 += wt * load<acc_t>(s + 2 * L);
-      a3 += wt * load<acc_t>(s + 3 * L);
+      int64_t max_shift = 0;
+      const int64_t end = shifted_taps ? shift_group(off, t, ntaps, L, &max_shift) : t + 1;
+      const V x0 = load<acc_t>(s), x1 = load<acc_t>(s + L), x2 = load<acc_t>(s + 2 * L), x3 = load<acc_t>(s + 3 * L);
+      const V wt = splat(w[t]);
+      a0 += wt * x0;
+      a1 += wt * x1;
+      a2 += wt * x2;
+      a3 += wt * x3;
+#if defined(VID3D_SHIFTED_TAPS)
+      if constexpr (shifted_taps) {
+        if (end > t + 1) {
+          const V x4 = load_head(s + 4 * L, max_shift);
+          for (int64_t u = t + 1; u < end; ++u) {
+            const int64_t shift = off[u] - off[t];
+            const V wu = splat(w[u]);
+            a0 += wu * shifted(x0, x1, shift);
+            a1 += wu * shifted(x1, x2, shift);
+            a2 += wu * shifted(x2, x3, shift);
+            a3 += wu * shifted(x3, x4, shift);
+          }
+        }
+      }
+#endif
+      t = end;
     }
     store<acc_t>(out + i0, a0);
     store<acc_t>(out + i0 + L, a1);
@@ -194,8 +272,8 @@ inline void correlate(acc_t* __restrict out, const acc_t* __restrict src, int64_
     store<acc_t>(out + i0 + 3 * L, a3);
   }
   for (; i0 < len; i0 += L) {
-    V a = V{} + init;
-    for (int64_t t = 0; t < ntaps; ++t) a += (V{} + w[t]) * load<acc_t>(src + off[t] + i0);
+    V a = splat(init);
+    for (int64_t t = 0; t < ntaps; ++t) a += splat(w[t]) * load<acc_t>(src + off[t] + i0);
     store<acc_t>(out + i0, a);
   }
 }
@@ -257,7 +335,7 @@ struct PaddedVolume {
         if (phases == 1) {
           acc_t* dst = data.data() + index(pt, ph, origin[2]);
           if (s[2] == 1) {
-            for (int64_t w = 0; w < size[2]; ++w) dst[w] = static_cast<acc_t>(src_row[w]);
+            copy_row(dst, src_row, size[2]);
           } else {
             for (int64_t w = 0; w < size[2]; ++w) dst[w] = static_cast<acc_t>(src_row[w * s[2]]);
           }
@@ -321,7 +399,7 @@ struct PlaneStencil {
 
   void store_row(const acc_t* src, scalar_t* dst, int64_t step) const {
     if (step == 1) {
-      for (int64_t w = 0; w < out[2]; ++w) dst[w] = static_cast<scalar_t>(src[w]);
+      copy_row(dst, src, out[2]);
     } else {
       for (int64_t w = 0; w < out[2]; ++w) dst[w * step] = static_cast<scalar_t>(src[w]);
     }
@@ -479,7 +557,7 @@ void forward_planes_in_vectors(const DepthwiseConv3dParams& p, const scalar_t* i
       for (int64_t to = 0; to < To; ++to) {
         // A permute is linear, so each spatial tap permutes the weighted sum of the input planes
         // (up to kPlanesAtOnce at a time): KH * KW permutes per output plane, not KT * KH * KW.
-        FloatVec acc_even = FloatVec{} + (bias ? bias[c] : 0.0f), acc_odd{};  // two dependency chains
+        FloatVec acc_even = splat(bias ? bias[c] : 0.0f), acc_odd{};  // two dependency chains
         for (int64_t kd0 = 0; kd0 < KT; kd0 += kPlanesAtOnce) {
           FloatVec planes[kPlanesAtOnce];
           const float* w_planes[kPlanesAtOnce];
