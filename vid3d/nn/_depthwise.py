@@ -83,13 +83,13 @@ class DepthwiseConv3d(nn.Conv3d):
         """
         if not isinstance(conv, nn.Conv3d):
             raise TypeError(f"DepthwiseConv3d.from_conv expects an nn.Conv3d, got {type(conv).__name__}")
+        if isinstance(conv.weight, nn.parameter.UninitializedParameter):
+            raise ValueError("DepthwiseConv3d.from_conv: the lazy conv has no weight yet; run it once first")
         if not is_depthwise(conv):
             raise ValueError(
                 "DepthwiseConv3d.from_conv expects a depthwise nn.Conv3d (groups == in_channels == out_channels), "
                 f"got in_channels={conv.in_channels}, out_channels={conv.out_channels}, groups={conv.groups}"
             )
-        if isinstance(conv.weight, nn.parameter.UninitializedParameter):
-            raise ValueError("DepthwiseConv3d.from_conv: the lazy conv has no weight yet; run it once first")
         # Built on the meta device: its own parameters are replaced by conv's at once.
         module = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
                      conv.groups, conv.bias is not None, conv.padding_mode, device="meta",
