@@ -64,7 +64,10 @@ def convert(model: nn.Module, verbose: bool = False) -> nn.Module:
 
 
 def _convert_children(parent: nn.Module, prefix: str, swaps, replacements: dict, visited: set) -> None:
-    for name, child in list(parent.named_children()):
+    # Not named_children(): it skips a module registered a second time, which must be replaced there too.
+    for name, child in list(parent._modules.items()):
+        if child is None:
+            continue
         path = f"{prefix}{name}"
         if id(child) in replacements:  # a shared module, already replaced under another name
             setattr(parent, name, replacements[id(child)])

@@ -118,7 +118,7 @@ def _successors(module: nn.Module, prefix: str, untraced: list[str]) -> dict[str
 
 
 def _sequence_successors(sequence: nn.Module, prefix: str) -> dict[str, str]:
-    names = [_join(prefix, name) for name, _ in sequence.named_children()]
+    names = [_join(prefix, name) for name in sequence._modules]  # with any child registered twice
     return dict(zip(names, names[1:]))
 
 

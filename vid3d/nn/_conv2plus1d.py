@@ -175,7 +175,7 @@ class Conv2Plus1d(nn.Sequential):
                 "Conv2Plus1d.from_sequential expects an nn.Sequential that does not override forward, got "
                 f"{type(sequential).__name__}"
             )
-        children = OrderedDict((name, as_vid3d_conv(child)) for name, child in sequential.named_children())
+        children = OrderedDict((name, as_vid3d_conv(child)) for name, child in sequential._modules.items())
         if parse_pair(list(children.values())) is None:
             found = ", ".join(type(child).__name__ for child in children.values())
             raise ValueError(
