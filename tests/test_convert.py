@@ -175,6 +175,11 @@ class CustomConv3d(nn.Conv3d):
         return super().forward(x) * 2
 
 
+class ReversingShuffle(nn.ChannelShuffle):
+    def forward(self, x):
+        return super().forward(x).flip(1)
+
+
 class MixedModel(nn.Module):
     def __init__(self):
         super().__init__()
@@ -183,6 +188,7 @@ class MixedModel(nn.Module):
         self.multiplier = nn.Conv3d(6, 12, 3, padding=1, groups=6)  # a channel multiplier: not depthwise
         self.grouped = nn.Conv3d(12, 12, 3, padding=1, groups=4)
         self.custom = CustomConv3d(12, 12, 3, padding=1, groups=12)
+        self.custom_shuffle = ReversingShuffle(3)
         self.relu6_pair = nn.Sequential(nn.Conv3d(12, 12, (1, 3, 3), padding=(0, 1, 1)), nn.ReLU6(),
                                         nn.Conv3d(12, 12, (3, 1, 1), padding=(1, 0, 0)))
         self.padded_pair = nn.Sequential(nn.Conv3d(12, 12, (1, 3, 3), padding=(0, 1, 1), padding_mode="reflect",
@@ -191,7 +197,7 @@ class MixedModel(nn.Module):
 
     def forward(self, x):
         x = self.grouped(self.multiplier(self.shuffle_block(x)))
-        return self.padded_pair(self.relu6_pair(self.custom(x)))
+        return self.padded_pair(self.relu6_pair(self.custom_shuffle(self.custom(x))))
 
 
 def _shapes(model):
