@@ -85,7 +85,8 @@ def assert_same_function(model: nn.Module, reference: nn.Module, x: torch.Tensor
     assert params[0].keys() == params[1].keys()
     names = list(params[1])
     grad = randn(outputs[1].shape, torch.float64, 1234).to(dtype)
-    grads = [torch.autograd.grad(out, [inp, *(p[n] for n in names)], grad) for out, inp, p in zip(outputs, inputs, params)]
+    grads = [torch.autograd.grad(out, [inp, *(p[n] for n in names)], grad)
+             for out, inp, p in zip(outputs, inputs, params)]
     for name, actual, expected in zip(["input", *names], *grads):
         assert_close(actual, expected, dtype, f"gradient of {name}")
 

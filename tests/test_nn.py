@@ -179,7 +179,8 @@ def test_modules_run_vid3d_kernels(monkeypatch):
 CONV2PLUS1D_CASES = [
     (4, 6, 3, 1, 1, 1, dict(mid_channels=5, bias=False, norm=True, mid_activation="relu")),  # torchvision's
     (4, 4, 3, (2, 1, 1), 1, 1, dict(spatial_groups=4, temporal_groups=4)),  # depthwise, depthwise
-    (4, 8, (3, 5, 3), (1, 2, 2), (1, 2, 1), (2, 1, 1), dict(spatial_groups=2, temporal_groups=8, norm=True, bias=False)),
+    (4, 8, (3, 5, 3), (1, 2, 2), (1, 2, 1), (2, 1, 1),
+     dict(spatial_groups=2, temporal_groups=8, norm=True, bias=False)),  # bias: gradient 0 + noise
     (3, 6, (2, 3, 3), 1, (0, 1, 1), 1, dict(mid_channels=6, spatial_groups=3, temporal_groups=3,
                                              mid_activation="relu")),
     (4, 4, 3, 1, "same", 1, dict(norm=True, mid_activation="relu")),  # string padding: child by child

@@ -70,7 +70,8 @@ class FunctionalBlock(nn.Module):
 class SampleModel(nn.Module):
     def __init__(self):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv3d(3, 8, 3, (1, 2, 2), 1, bias=False), nn.BatchNorm3d(8), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(nn.Conv3d(3, 8, 3, (1, 2, 2), 1, bias=False), nn.BatchNorm3d(8),
+                                  nn.ReLU(inplace=True))
         self.block1 = InvertedResidual(8, 16)
         self.block2 = FunctionalBlock(8, 12)
         self.shuffle = nn.ChannelShuffle(3)

@@ -91,7 +91,7 @@ def _triple(owner: str, name: str, value) -> tuple[int, int, int]:
 
 
 class Conv2Plus1d(nn.Sequential):
-    """(2+1)D convolution: a spatial ``(1, kh, kw)`` conv, optional BatchNorm3d and ReLU, a temporal ``(kt, 1, 1)`` conv.
+    """(2+1)D convolution: spatial ``(1, kh, kw)`` conv, optional BatchNorm3d and ReLU, temporal ``(kt, 1, 1)`` conv.
 
     An ``nn.Sequential`` of those children, so its ``state_dict`` is torchvision's
     ``Conv2Plus1D``'s: with ``norm=True, mid_activation="relu"`` the keys are ``0.*`` (spatial),
