@@ -24,10 +24,10 @@ _FUSABLE_ACTIVATIONS = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
 def optimize(model: nn.Module, *, convert: bool = True) -> nn.Module:
     """An inference copy of ``model`` that computes the same outputs with fewer kernel launches.
 
-    ``model`` must be in eval mode (every submodule): folding BatchNorm freezes its running
-    statistics, which a training-mode model normalises with and updates per batch, so a
-    training-mode model is refused with a ``ValueError`` rather than silently changed. ``model``
-    itself is never modified: the result is a deep copy, in which
+    ``model`` must be in eval mode (every submodule): a training-mode BatchNorm normalises with
+    the statistics of each batch (and updates its running ones), which no folded weights
+    reproduce, so a training-mode model is refused with a ``ValueError`` rather than silently
+    changed. ``model`` itself is never modified: the result is a deep copy, in which
 
     1. (``convert=True``) :func:`vid3d.convert` swaps vid3d's modules in;
     2. each ``BatchNorm3d`` (eval mode, running statistics) whose input is the output of a
@@ -58,8 +58,8 @@ def optimize(model: nn.Module, *, convert: bool = True) -> nn.Module:
     if training:
         raise ValueError(
             f"vid3d.optimize is for inference, but {len(training)} module(s) are in training mode (e.g. "
-            f"{training[0]!r}): call model.eval() first. Folding BatchNorm freezes its running statistics, "
-            "which training would use and update."
+            f"{training[0]!r}): call model.eval() first. In training mode BatchNorm normalises with the "
+            "statistics of each batch, which no folded weights reproduce."
         )
     model = copy.deepcopy(model)
     if convert:

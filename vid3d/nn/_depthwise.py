@@ -16,6 +16,7 @@ def is_depthwise(conv: nn.Conv3d) -> bool:
 
 
 def check_activation(owner: str, activation) -> None:
+    """Raises ValueError unless ``activation`` is one the depthwise op applies (None, "relu", "relu6")."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"{owner}: activation must be None, 'relu' or 'relu6', got {activation!r}")
 
