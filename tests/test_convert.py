@@ -189,6 +189,11 @@ class MixedModel(nn.Module):
         self.grouped = nn.Conv3d(12, 12, 3, padding=1, groups=4)
         self.custom = CustomConv3d(12, 12, 3, padding=1, groups=12)
         self.custom_shuffle = ReversingShuffle(3)
+        self.hooked = nn.Conv3d(12, 12, 3, padding=1, groups=12)
+        self.hooked.register_forward_hook(lambda module, inputs, output: output * 2)
+        self.hooked_pair = nn.Sequential(nn.Conv3d(12, 12, (1, 3, 3), padding=(0, 1, 1), groups=12),
+                                         nn.Conv3d(12, 12, (3, 1, 1), padding=(1, 0, 0)))
+        self.hooked_pair[0].register_forward_hook(lambda module, inputs, output: output * 2)
         self.relu6_pair = nn.Sequential(nn.Conv3d(12, 12, (1, 3, 3), padding=(0, 1, 1)), nn.ReLU6(),
                                         nn.Conv3d(12, 12, (3, 1, 1), padding=(1, 0, 0)))
         self.padded_pair = nn.Sequential(nn.Conv3d(12, 12, (1, 3, 3), padding=(0, 1, 1), padding_mode="reflect",
@@ -197,7 +202,8 @@ class MixedModel(nn.Module):
 
     def forward(self, x):
         x = self.grouped(self.multiplier(self.shuffle_block(x)))
-        return self.padded_pair(self.relu6_pair(self.custom_shuffle(self.custom(x))))
+        x = self.hooked_pair(self.hooked(self.custom_shuffle(self.custom(x))))
+        return self.padded_pair(self.relu6_pair(x))
 
 
 def _shapes(model):

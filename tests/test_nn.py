@@ -269,6 +269,19 @@ def test_conv2plus1d_from_sequential_rejects(sequential, exc, match):
         Conv2Plus1d.from_sequential(sequential)
 
 
+def test_conv2plus1d_runs_hooked_children_one_by_one(vid3d_backend):
+    """The fused op would skip a hook on a child: such a Conv2Plus1d runs its children, and none is made of them."""
+    module = Conv2Plus1d(4, 4, 3, padding=1, spatial_groups=4, temporal_groups=4, dtype=F64)
+    reference = nn.Sequential(*(nn.Conv3d(4, 4, k, padding=p, groups=4, dtype=F64)
+                                for k, p in (((1, 3, 3), (0, 1, 1)), ((3, 1, 1), (1, 0, 0)))))
+    reference.load_state_dict(module.state_dict())
+    for layer in (module.spatial, reference[0]):
+        layer.register_forward_hook(lambda layer, inputs, output: output.flip(2))
+    assert_same_function(module, reference, randn((1, 4, 4, 5, 5), F64, 1))
+    with pytest.raises(ValueError, match="no hooks"):
+        Conv2Plus1d.from_sequential(reference)
+
+
 @pytest.mark.parametrize(
     "kwargs,exc,match",
     [

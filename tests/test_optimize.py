@@ -185,13 +185,15 @@ class Reuse(nn.Module):
         self.relu = nn.ReLU()
         self.shared = nn.Sequential(nn.Conv3d(4, 4, 3, 1, 1, groups=4), nn.BatchNorm3d(4))
         self.shared_again = self.shared[1]  # the same BatchNorm registered twice
+        self.hooked = nn.Sequential(nn.Conv3d(4, 4, 1), nn.BatchNorm3d(4))
+        self.hooked[1].register_forward_hook(lambda module, inputs, output: output.flip(2))
 
     def forward(self, x):
         y = self.bn_after_one_call(self.conv_twice(x)) + self.conv_twice(x)
         kept = self.conv_kept(y)
         y = self.bn_of_kept(kept) + kept  # the conv's output is used twice
         y = self.bn_of_read(self.conv_read(y)) * self.conv_read.weight.sum()  # its weight is read directly
-        return self.shared(self.relu(y))
+        return self.hooked(self.shared(self.relu(y)))
 
 
 def test_reused_modules_and_values_are_not_fused(vid3d_backend):

@@ -6,7 +6,7 @@ from torch import nn
 
 from .nn import ChannelShuffle3d, Conv2Plus1d
 from .nn._conv2plus1d import parse_pair, runs_children_in_order
-from .nn._depthwise import as_vid3d_conv
+from .nn._depthwise import as_vid3d_conv, has_hooks
 
 
 def _replacement(module: nn.Module) -> nn.Module | None:
@@ -14,8 +14,11 @@ def _replacement(module: nn.Module) -> nn.Module | None:
 
     Only the exact PyTorch classes are taken (``nn.Conv3d``, ``nn.ChannelShuffle``, a plain
     ``nn.Sequential`` or a subclass without its own forward, as torchvision's ``Conv2Plus1D``):
-    a subclass may compute something else.
+    a subclass may compute something else. A module with forward hooks is left alone too: its
+    replacement would not run them.
     """
+    if has_hooks(module):
+        return None
     if type(module) is nn.ChannelShuffle:
         return ChannelShuffle3d(module.groups)
     if runs_children_in_order(module) and not isinstance(module, Conv2Plus1d) and parse_pair(list(module)) is not None:
@@ -38,8 +41,9 @@ def convert(model: nn.Module, verbose: bool = False) -> nn.Module:
 
     The new modules share the old ones' parameters and buffers (nothing is copied), so the
     ``state_dict`` keeps its keys and shapes and checkpoints load before or after. A module
-    shared by several parents is replaced by one module, still shared. Hooks registered on a
-    replaced module are not carried over.
+    shared by several parents is replaced by one module, still shared. Modules with forward hooks
+    or pre-hooks (e.g. old-style ``weight_norm``) are left alone, as are subclasses of the layers
+    above (their forward may differ).
 
     Args:
         model: the model to convert (changed in place).

@@ -17,6 +17,7 @@ from .convert import convert as convert_model
 from .nn import ChannelShuffle3d, Conv2Plus1d, DepthwiseConv3d
 from .nn._batch_norm import fold_batch_norm, is_foldable
 from .nn._conv2plus1d import runs_children_in_order
+from .nn._depthwise import has_hooks
 
 _FUSABLE_ACTIVATIONS = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
 
@@ -42,7 +43,8 @@ def optimize(model: nn.Module, *, convert: bool = True) -> nn.Module:
     part of it) cannot be traced, e.g. control flow on tensor values, only the order of the
     children of ``nn.Sequential`` containers is relied on there, every submodule is tried
     separately, and a warning names the parts that could not be traced. Modules that are
-    registered or called more than once are left alone. The ``state_dict`` of the result
+    registered or called more than once, or have forward hooks, are left alone, and so is a
+    conv whose output is also used elsewhere. The ``state_dict`` of the result
     differs from the model's (the BatchNorms are gone): save the model, not its optimized copy.
 
     Args:
@@ -185,21 +187,22 @@ def _fusions(model: nn.Module, successors: dict[str, str]) -> list[_Fusion]:
     modules = dict(model.named_modules())
     occurrences = Counter(id(module) for _, module in model.named_modules(remove_duplicate=False))
 
-    def alone(path: str | None) -> bool:  # registered once: changing it changes no other place
-        return path in modules and occurrences[id(modules[path])] == 1
+    def changeable(path: str | None) -> bool:
+        """Registered once (changing it changes no other place) and without hooks (which would see the change)."""
+        return path in modules and occurrences[id(modules[path])] == 1 and not has_hooks(modules[path])
 
     fusions = []
     for path, module in modules.items():
         target = _output_conv(module)
-        if target is None or not alone(path):
+        if target is None or not changeable(path):
             continue
         norm = successors.get(path)
-        if not (alone(norm) and is_foldable(modules[norm], target.out_channels)):
+        if not (changeable(norm) and is_foldable(modules[norm], target.out_channels)):
             norm = None
         activation = successors.get(norm or path)
         fuses_activation = (
             isinstance(module, DepthwiseConv3d)
-            and alone(activation)
+            and changeable(activation)
             and type(modules[activation]) in _FUSABLE_ACTIVATIONS
         )
         if norm is not None or fuses_activation:

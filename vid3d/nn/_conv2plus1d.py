@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .. import ops
 from ._batch_norm import fold_batch_norm, is_foldable
-from ._depthwise import DepthwiseConv3d, as_vid3d_conv
+from ._depthwise import DepthwiseConv3d, as_vid3d_conv, has_hooks
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,10 @@ def parse_pair(children: Sequence[nn.Module]) -> Pair | None:
     padding and dilation 1, 0 and 1 in time), then optionally a BatchNorm3d, then optionally a
     ReLU, then a temporal conv with kernel ``(kt, 1, 1)`` (stride, padding and dilation 1, 0 and
     1 in space). ``nn.Identity`` children are skipped; a DepthwiseConv3d spatial conv with
-    ``activation="relu"`` counts as the ReLU.
+    ``activation="relu"`` counts as the ReLU. Children with forward hooks are not taken: the
+    fused op would not run them.
     """
-    if len(children) < 2:
+    if len(children) < 2 or any(has_hooks(child) for child in children):
         return None
     spatial, *middle, temporal = children
     if not (_is_plain_conv(spatial) and _is_plain_conv(temporal)):
@@ -175,13 +176,14 @@ class Conv2Plus1d(nn.Sequential):
                 "Conv2Plus1d.from_sequential expects an nn.Sequential that does not override forward, got "
                 f"{type(sequential).__name__}"
             )
-        children = OrderedDict((name, as_vid3d_conv(child)) for name, child in sequential._modules.items())
+        children = sequential._modules  # not named_children(): it skips a child registered twice
         if parse_pair(list(children.values())) is None:
             found = ", ".join(type(child).__name__ for child in children.values())
             raise ValueError(
                 "Conv2Plus1d.from_sequential expects children Conv3d (1, kh, kw), optional BatchNorm3d, optional "
-                f"ReLU, Conv3d (kt, 1, 1) with zero padding given as numbers, got [{found}]"
+                f"ReLU, Conv3d (kt, 1, 1) with zero padding given as numbers and no hooks, got [{found}]"
             )
+        children = OrderedDict((name, as_vid3d_conv(child)) for name, child in children.items())
         module = cls.__new__(cls)
         nn.Sequential.__init__(module, children)
         return module.train(sequential.training)

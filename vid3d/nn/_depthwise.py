@@ -15,6 +15,14 @@ def is_depthwise(conv: nn.Conv3d) -> bool:
     return conv.groups == conv.in_channels == conv.out_channels
 
 
+def has_hooks(module: nn.Module) -> bool:
+    """Whether forward hooks or pre-hooks are registered on ``module`` (old-style weight_norm is one).
+
+    A module that replaces it would not run them, so such modules are not replaced.
+    """
+    return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
 def check_activation(owner: str, activation) -> None:
     """Raises ValueError unless ``activation`` is one the depthwise op applies (None, "relu", "relu6")."""
     if activation not in ACTIVATIONS:
@@ -125,7 +133,8 @@ class DepthwiseConv3d(nn.Conv3d):
 def as_vid3d_conv(module: nn.Module) -> nn.Module:
     """A DepthwiseConv3d sharing the parameters of ``module`` if it is a plain depthwise nn.Conv3d, else ``module``.
 
-    Only ``nn.Conv3d`` itself is taken, not its subclasses, whose forward may differ.
+    Only ``nn.Conv3d`` itself is taken, not its subclasses, whose forward may differ. Hooks on
+    ``module`` are not carried over: callers leave modules with hooks alone (see :func:`has_hooks`).
     """
     if type(module) is nn.Conv3d and is_depthwise(module):
         return DepthwiseConv3d.from_conv(module)
