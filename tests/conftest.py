@@ -10,6 +10,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton
 
+import vid3d
 import vid3d.ops._custom_ops as custom_ops
 
 
@@ -25,3 +26,10 @@ def poison_outputs(monkeypatch):
         return out
 
     monkeypatch.setattr(custom_ops, "_new_like", poisoned)
+
+
+@pytest.fixture(params=["cpu", "torch"])
+def vid3d_backend(request):
+    """Runs the test on vid3d's C++ kernels ("cpu") and on the plain PyTorch reference ("torch")."""
+    with vid3d.backend(request.param):
+        yield request.param
