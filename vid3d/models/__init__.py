@@ -35,6 +35,8 @@ from .mobilenet import mobilenet
 from .mobilenetv2 import mobilenetv2
 from .resnet import DEPTHS, efficient_resnet, efficient_resnext, preact_resnet, resnet, resnext, wide_resnet
 from .resnet2p1d import resnet2p1d
+from .s3d import s3d, s3d_v3
+from .sevnet import sevnet
 from .shufflenet import shufflenet
 from .shufflenetv2 import shufflenetv2
 from .squeezenet import squeezenet
@@ -43,6 +45,7 @@ __all__ = ["create", "list_models", "load_checkpoint"]
 
 _EFFICIENT = "Efficient-3DCNNs"
 _KENSHOHARA = "3D-ResNets-PyTorch"
+_RECONSTRUCTION = "reconstruction"
 
 for _name, _builder in (("mobilenet", mobilenet), ("mobilenetv2", mobilenetv2), ("shufflenet", shufflenet),
                         ("shufflenetv2", shufflenetv2), ("squeezenet", squeezenet), ("c3d", c3d)):
@@ -63,6 +66,8 @@ for _depth in (50, 101, 152, 200):
     _registry.register(f"resnext{_depth}", resnext, _KENSHOHARA, depth=_depth)
 for _depth in BLOCK_CONFIGS:
     _registry.register(f"densenet{_depth}", densenet, _KENSHOHARA, depth=_depth)
+for _name, _builder in (("sevnet", sevnet), ("s3d", s3d), ("s3d_v3", s3d_v3)):
+    _registry.register(_name, _builder, _RECONSTRUCTION)
 
 
 def list_models() -> list[str]:

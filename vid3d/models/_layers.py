@@ -11,9 +11,9 @@ from torch import nn
 
 
 def conv_bn_act(in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                activation: type[nn.Module] | None = nn.ReLU) -> nn.Sequential:
+                activation: type[nn.Module] | None = nn.ReLU, groups: int = 1) -> nn.Sequential:
     """``Sequential(Conv3d (no bias), BatchNorm3d[, activation])``: state_dict keys ``0.weight``, ``1.*``."""
-    layers = [nn.Conv3d(in_channels, out_channels, kernel_size, stride, padding, bias=False),
+    layers = [nn.Conv3d(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=False),
               nn.BatchNorm3d(out_channels)]
     if activation is not None:
         layers.append(activation(inplace=True))
