@@ -27,7 +27,34 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["profile"]
+__all__ = ["TABLE_8", "profile"]
+
+# Table 8 of Köpüklü et al., "Resource Efficient 3D Convolutional Neural Networks" (Kinetics-600,
+# 3x16x112x112 clips): (vid3d model name, keywords, MFLOPs, params in millions). The ResNet rows
+# use the configurations of the reference repository's calculate_FLOP.py.
+TABLE_8 = (
+    ("shufflenet", {"groups": 3, "width_mult": 0.5}, 78, 0.55),
+    ("shufflenetv2", {"width_mult": 0.25}, 116, 0.83),
+    ("mobilenet", {"width_mult": 0.5}, 98, 1.17),
+    ("mobilenetv2", {"width_mult": 0.2}, 63, 0.96),
+    ("shufflenet", {"groups": 3, "width_mult": 1.0}, 199, 1.52),
+    ("shufflenetv2", {"width_mult": 1.0}, 195, 1.91),
+    ("mobilenet", {"width_mult": 1.0}, 241, 3.91),
+    ("mobilenetv2", {"width_mult": 0.45}, 177, 1.40),
+    ("shufflenet", {"groups": 3, "width_mult": 1.5}, 347, 2.92),
+    ("shufflenetv2", {"width_mult": 1.5}, 291, 3.16),
+    ("mobilenet", {"width_mult": 1.5}, 429, 8.22),
+    ("mobilenetv2", {"width_mult": 0.7}, 325, 2.05),
+    ("shufflenet", {"groups": 3, "width_mult": 2.0}, 538, 4.76),
+    ("shufflenetv2", {"width_mult": 2.0}, 438, 6.64),
+    ("mobilenet", {"width_mult": 2.0}, 662, 14.10),
+    ("mobilenetv2", {"width_mult": 1.0}, 561, 3.12),
+    ("squeezenet", {"version": 1.1}, 926, 2.15),
+    ("efficient_resnet18", {"shortcut_type": "A"}, 8323, 33.36),
+    ("efficient_resnet50", {"shortcut_type": "A"}, 9835, 44.54),
+    ("efficient_resnet101", {"shortcut_type": "A"}, 13664, 83.58),
+    ("efficient_resnext101", {"shortcut_type": "B", "cardinality": 32}, 9652, 48.75),
+)
 
 
 def _kernel_volume(kernel_size) -> int:
