@@ -146,6 +146,13 @@ def test_create_rejects_unknown_names_and_keywords():
         models.create("squeezenet", version=1.2)
 
 
+def test_model_sources():
+    assert models.model_source("shufflenetv2") == "Efficient-3DCNNs"
+    assert models.model_source("efficient_resnext101") == "Efficient-3DCNNs"
+    assert models.model_source("resnet2p1d_18") == "3D-ResNets-PyTorch"
+    assert models.model_source("s3d_v3") == "reconstruction"
+
+
 def test_model_keywords_are_the_reference_names():
     assert list(models.model_keywords("shufflenet")) == ["groups", "width_mult", "num_classes"]
     assert set(models.model_keywords("resnet50")) == {
@@ -235,8 +242,10 @@ REFERENCE_KEYS = {
     ("shufflenet", (("groups", 1),)): {"layer3.3.conv3.weight": (567, 141, 1, 1, 1)},
     # models/shufflenetv2.py: the banch1/banch2 spelling; banch2 0/1/3/4/5/6, banch1 0/1/2/3.
     ("shufflenetv2", ()): {"conv1.0.weight": (24, 3, 3, 3, 3), "features.0.banch1.0.weight": (24, 1, 3, 3, 3),
-                           "features.0.banch1.2.weight": (58, 24, 1, 1, 1), "features.0.banch2.0.weight": (58, 24, 1, 1, 1),
-                           "features.0.banch2.3.weight": (58, 1, 3, 3, 3), "features.1.banch2.5.weight": (58, 58, 1, 1, 1),
+                           "features.0.banch1.2.weight": (58, 24, 1, 1, 1),
+                           "features.0.banch2.0.weight": (58, 24, 1, 1, 1),
+                           "features.0.banch2.3.weight": (58, 1, 3, 3, 3),
+                           "features.1.banch2.5.weight": (58, 58, 1, 1, 1),
                            "features.15.banch2.6.running_mean": (232,), "conv_last.0.weight": (1024, 464, 1, 1, 1),
                            "classifier.1.weight": (600, 1024)},
     ("shufflenetv2", (("width_mult", 2.0),)): {"features.0.banch2.0.weight": (112, 24, 1, 1, 1),
@@ -244,7 +253,8 @@ REFERENCE_KEYS = {
     # models/squeezenet.py (1.1): stem conv with bias, Fire at features.4.
     ("squeezenet", ()): {"features.0.weight": (64, 3, 3, 3, 3), "features.0.bias": (64,),
                          "features.4.squeeze.weight": (16, 64, 1, 1, 1), "features.4.expand3x3_bn.weight": (64,),
-                         "features.13.expand3x3.weight": (256, 64, 3, 3, 3), "classifier.1.weight": (600, 512, 1, 1, 1)},
+                         "features.13.expand3x3.weight": (256, 64, 3, 3, 3),
+                         "classifier.1.weight": (600, 512, 1, 1, 1)},
     # models/c3d.py
     ("c3d", ()): {"group1.0.weight": (64, 3, 3, 3, 3), "group3.3.weight": (256, 256, 3, 3, 3),
                   "group5.4.running_var": (512,), "fc1.0.weight": (4096, 8192), "fc1.1.weight": (4096,),
@@ -253,13 +263,15 @@ REFERENCE_KEYS = {
     ("efficient_resnet18", ()): {"conv1.weight": (64, 3, 7, 7, 7), "layer2.0.downsample.0.weight": (128, 64, 1, 1, 1),
                                  "layer4.1.bn2.weight": (512,), "fc.weight": (400, 512)},
     ("efficient_resnext101", ()): {"conv1.weight": (64, 3, 7, 7, 7), "layer1.0.conv1.weight": (128, 64, 1, 1, 1),
-                                   "layer1.0.conv2.weight": (128, 4, 3, 3, 3), "layer1.0.conv3.weight": (256, 128, 1, 1, 1),
+                                   "layer1.0.conv2.weight": (128, 4, 3, 3, 3),
+                                   "layer1.0.conv3.weight": (256, 128, 1, 1, 1),
                                    "layer4.2.conv2.weight": (1024, 32, 3, 3, 3), "fc.weight": (400, 2048)},
     # 3D-ResNets-PyTorch models/resnet.py, resnet2p1d.py, wide_resnet.py, resnext.py, densenet.py.
     ("resnet50", ()): {"conv1.weight": (64, 3, 7, 7, 7), "layer1.0.downsample.0.weight": (256, 64, 1, 1, 1),
                        "layer4.2.conv3.weight": (2048, 512, 1, 1, 1), "fc.weight": (400, 2048)},
     ("resnet2p1d_18", ()): {"conv1_s.weight": (110, 3, 1, 7, 7), "conv1_t.weight": (64, 110, 7, 1, 1),
-                            "layer1.0.conv1_s.weight": (144, 64, 1, 3, 3), "layer1.0.conv1_t.weight": (64, 144, 3, 1, 1),
+                            "layer1.0.conv1_s.weight": (144, 64, 1, 3, 3),
+                            "layer1.0.conv1_t.weight": (64, 144, 3, 1, 1),
                             "layer2.0.conv1_s.weight": (230, 64, 1, 3, 3), "layer2.0.bn2_t.weight": (128,)},
     ("resnet2p1d_50", ()): {"layer1.0.conv2_s.weight": (144, 64, 1, 3, 3), "layer1.0.conv3.weight": (256, 64, 1, 1, 1)},
     ("preact_resnet18", ()): {"layer1.0.bn1.weight": (64,), "layer1.0.conv1.weight": (64, 64, 3, 3, 3),
@@ -292,7 +304,8 @@ def test_batchnorm_counters_are_in_the_state_dict():
 
 # ---- vid3d ops inside the models: same numbers as the pure PyTorch path --------------------
 
-@pytest.mark.parametrize("name,kwargs", [("shufflenet", {"groups": 3}), ("shufflenet", {"groups": 3, "width_mult": 0.5}),
+@pytest.mark.parametrize("name,kwargs", [("shufflenet", {"groups": 3}),
+                                         ("shufflenet", {"groups": 3, "width_mult": 0.5}),
                                          ("shufflenetv2", {"width_mult": 0.5})])
 def test_vid3d_ops_match_pure_pytorch(name, kwargs):
     torch.manual_seed(0)

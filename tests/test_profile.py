@@ -57,6 +57,25 @@ def test_counting_rules():
     assert result["params"] == sum(p.numel() for p in model.parameters())
 
 
+def test_conv_look_alikes_count_as_convolutions():
+    class DepthwiseLookAlike(nn.Module):
+        """Mirrors nn.Conv3d's attributes without subclassing it, as a drop-in module may."""
+
+        def __init__(self, channels):
+            super().__init__()
+            self.in_channels = self.out_channels = self.groups = channels
+            self.kernel_size, self.stride, self.padding = (3, 3, 3), (1, 1, 1), (1, 1, 1)
+            self.weight = nn.Parameter(torch.randn(channels, 1, 3, 3, 3))
+            self.bias = None
+
+        def forward(self, x):
+            return torch.nn.functional.conv3d(x, self.weight, None, self.stride, self.padding, groups=self.groups)
+
+    reference = nn.Conv3d(4, 4, 3, padding=1, groups=4, bias=False)
+    assert vid3d.profile(DepthwiseLookAlike(4), (4, 2, 5, 5)) == vid3d.profile(reference, (4, 2, 5, 5))
+    assert vid3d.profile(reference, (4, 2, 5, 5))["flops"] == 4 * 2 * 5 * 5 * 27
+
+
 def test_functional_ops_and_containers_count_nothing():
     class Functional(nn.Module):
         def forward(self, x):

@@ -118,10 +118,23 @@ def _counter(module: nn.Module):
     for kinds, count in _COUNTERS:
         if isinstance(module, kinds):
             return count
-    # Modules that mirror nn.Conv3d's attributes without subclassing it (a vid3d module, say).
-    if all(hasattr(module, a) for a in ("in_channels", "out_channels", "kernel_size", "stride", "groups")):
+    if _is_conv_like(module):
         return _conv
     return None
+
+
+def _is_conv_like(module: nn.Module) -> bool:
+    """A module that mirrors ``nn.ConvNd`` (attributes and a ``weight`` of the conv's shape) without
+    subclassing it, as a drop-in replacement may. A fused pair such as a (2+1)D module, whose weights
+    have other names and shapes, does not match."""
+    try:
+        out_channels, in_channels, groups = module.out_channels, module.in_channels, module.groups
+        kernel_size = tuple(module.kernel_size)
+        weight = module.weight
+    except (AttributeError, TypeError):
+        return False
+    return (isinstance(weight, torch.Tensor) and hasattr(module, "stride")
+            and tuple(weight.shape) == (out_channels, in_channels // groups, *kernel_size))
 
 
 def _input_shape(input_size) -> tuple[int, ...]:

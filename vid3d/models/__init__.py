@@ -28,7 +28,7 @@ from __future__ import annotations
 from torch import nn
 
 from . import _registry
-from ._checkpoint import load_checkpoint
+from ._checkpoint import CheckpointError, load_checkpoint
 from .c3d import c3d
 from .densenet import BLOCK_CONFIGS, densenet
 from .mobilenet import mobilenet
@@ -41,7 +41,7 @@ from .shufflenet import shufflenet
 from .shufflenetv2 import shufflenetv2
 from .squeezenet import squeezenet
 
-__all__ = ["create", "list_models", "load_checkpoint"]
+__all__ = ["CheckpointError", "create", "list_models", "load_checkpoint", "model_keywords", "model_source"]
 
 _EFFICIENT = "Efficient-3DCNNs"
 _KENSHOHARA = "3D-ResNets-PyTorch"

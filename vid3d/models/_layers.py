@@ -50,11 +50,11 @@ class ZeroPadShortcut(nn.Module):
         return f"out_channels={self.out_channels}, stride={self.stride}"
 
 
-def fixed_avg_pool(sample_duration: int, sample_size: int, temporal_factor: int, spatial_factor: int,
-                   round_duration=math.ceil) -> nn.AvgPool3d:
-    """The reference heads' ``AvgPool3d`` sized from the clip the model was built for."""
-    last_duration = int(round_duration(sample_duration / temporal_factor))
-    last_size = int(math.ceil(sample_size / spatial_factor))
+def fixed_avg_pool(sample_duration: int, sample_size: int) -> nn.AvgPool3d:
+    """The reference heads' ``AvgPool3d`` sized for the clip the model was built for (the networks
+    downsample time 16x and space 32x)."""
+    last_duration = math.ceil(sample_duration / 16)
+    last_size = math.ceil(sample_size / 32)
     return nn.AvgPool3d((last_duration, last_size, last_size), stride=1)
 
 

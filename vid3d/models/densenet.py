@@ -96,7 +96,8 @@ class DenseNet3D(nn.Module):
 
 
 def densenet(depth: int, n_input_channels: int = 3, conv1_t_size: int = 7, conv1_t_stride: int = 1,
-             no_max_pool: bool = False, bn_size: int = 4, drop_rate: float = 0.0, num_classes: int = 1000) -> DenseNet3D:
+             no_max_pool: bool = False, bn_size: int = 4, drop_rate: float = 0.0,
+             num_classes: int = 1000) -> DenseNet3D:
     """3D-ResNets-PyTorch ``densenet.generate_model(depth, ...)`` (depth 121, 169, 201 or 264).
 
     The reference's command-line path cannot build it at its head (it passes ``n_classes`` to a

@@ -20,7 +20,10 @@ LAST_CHANNELS = 1280
 
 
 class InvertedResidual(nn.Module):
-    """[1x1x1 expand, BN, ReLU6,] depthwise 3x3x3, BN, ReLU6, 1x1x1 project, BN; residual at stride 1 and equal widths."""
+    """[1x1x1 expand, BN, ReLU6,] depthwise 3x3x3, BN, ReLU6, 1x1x1 project, BN.
+
+    Residual add at stride 1 with equal input and output widths.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, expansion: int) -> None:
         super().__init__()

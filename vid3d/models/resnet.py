@@ -320,7 +320,7 @@ def efficient_resnet(depth: int, sample_size: int = 112, sample_duration: int = 
     layers, bottleneck = _depth("efficient_resnet", depth)
     return ResNet3D(Bottleneck if bottleneck else BasicBlock, layers, RESNET_INPLANES, shortcut_type=shortcut_type,
                     num_classes=num_classes, stem_planes=64, max_pool_kernel=(3, 3, 3),
-                    avgpool=fixed_avg_pool(sample_duration, sample_size, 16, 32))
+                    avgpool=fixed_avg_pool(sample_duration, sample_size))
 
 
 def efficient_resnext(depth: int, sample_size: int = 112, sample_duration: int = 16, shortcut_type: str = "B",
@@ -335,4 +335,4 @@ def efficient_resnext(depth: int, sample_size: int = 112, sample_duration: int =
     layers, _ = _depth("efficient_resnext", depth, (50, 101, 152))
     return ResNet3D(ResNeXtBottleneck, layers, RESNEXT_INPLANES, shortcut_type=shortcut_type, num_classes=num_classes,
                     block_kwargs={"cardinality": cardinality}, stem_planes=64, max_pool_kernel=(3, 3, 3),
-                    avgpool=fixed_avg_pool(sample_duration, sample_size, 16, 32))
+                    avgpool=fixed_avg_pool(sample_duration, sample_size))

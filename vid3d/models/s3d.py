@@ -4,7 +4,8 @@ Classification Networks"), as documented reconstructions.
 
 A separable 3D convolution is a spatial ``(1,k,k)`` conv then a temporal ``(k,1,1)`` conv, each with
 BatchNorm (eps 1e-3) and ReLU. ``s3d`` follows the published S3D layer table (and lays its modules
-out like torchvision's ``s3d``: ``features.i``, ``branch0-3``, ``classifier.1``), with a global
+out like torchvision's ``s3d``: ``features.i``, ``branch0-3``, ``classifier.1``; not checked against
+its weights), with a global
 average pool so any clip size works (for the paper's 64x224x224 clip, pooling over everything and
 then applying the 1x1x1 classifier equals torchvision's pool-classify-average). ``s3d_v3``
 follows the seed paper's Table 1 (stem, then Inception-v3 modules of its three types, inflated to
@@ -134,7 +135,8 @@ def _seven(in_channels: int, out_channels: int, first: str) -> nn.Sequential:
     row = ((1, 1, 7), (0, 0, 3))
     column = ((1, 7, 1), (0, 3, 0))
     a, b = (row, column) if first == "row" else (column, row)
-    return nn.Sequential(conv_unit(in_channels, in_channels, *_kernel(a)), conv_unit(in_channels, out_channels, *_kernel(b)))
+    return nn.Sequential(conv_unit(in_channels, in_channels, *_kernel(a)),
+                         conv_unit(in_channels, out_channels, *_kernel(b)))
 
 
 def _kernel(spec):
@@ -180,7 +182,8 @@ def _reduction_b(in_channels: int) -> Branches:
     """Inception-v3's first grid reduction: sep 3 stride 2; 1x1 -> sep 3 -> sep 3 stride 2; max pool."""
     return Branches(
         separable_conv(in_channels, 384, 3, **_REDUCE),
-        nn.Sequential(conv_unit(in_channels, 64), separable_conv(64, 96, 3, 1, 1), separable_conv(96, 96, 3, **_REDUCE)),
+        nn.Sequential(conv_unit(in_channels, 64), separable_conv(64, 96, 3, 1, 1),
+                      separable_conv(96, 96, 3, **_REDUCE)),
         nn.MaxPool3d(3, 2, (1, 0, 0)),
     )
 

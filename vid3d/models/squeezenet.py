@@ -69,7 +69,7 @@ class SqueezeNet3D(nn.Module):
         layers += [_max_pool() if spec == "pool" else Fire(*spec) for spec in _FIRES[version]]
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Dropout(p=0.5), nn.Conv3d(512, num_classes, 1), nn.ReLU(inplace=True),
-                                        fixed_avg_pool(sample_duration, sample_size, 16, 32))
+                                        fixed_avg_pool(sample_duration, sample_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x)).flatten(1)
