@@ -1,12 +1,12 @@
 """Multiply-add and parameter counts, the way the Efficient-3DCNNs paper counted them.
 
 The paper's Table 8 comes from the counter in its repository (``thop/count_hooks.py``, run by
-``calculate_FLOP.py`` on a batch-1 clip): forward hooks on leaf modules. :func:`profile` follows
-it rule by rule, quirks included, so it reproduces the table:
+``calculate_FLOP.py`` on a batch-1 clip): forward hooks on leaf modules. :func:`profile` applies
+the same rules, with the quirks the table's numbers show, so it reproduces the table:
 
 * convolution: ``kernel_volume * in_channels / groups`` (+1 with a bias) per output element
-  (the repository's current counter also divides each output size by the stride again; the
-  table's numbers were not computed that way: with it every row comes out 20-60% low);
+  (the counter as stored in the repository also divides each output size by the stride; the
+  table was not computed that way: with that division every row comes out 20-60% low);
 * BatchNorm: 2 per input element; ReLU / ReLU6: 1 per input element;
 * max pooling: ``prod(kernel_size) - 1`` per output element, where an int ``kernel_size`` counts
   as a single number (``MaxPool3d(3)`` counts 2, ``MaxPool3d((3, 3, 3))`` 26);
