@@ -39,20 +39,21 @@ struct DepthwiseParams {
 template <ScalarKind kind>
 cudaError_t launch_depthwise_forward(const DepthwiseParams& p, cudaStream_t stream);
 
-// grad_input of a depthwise convolution (any stride) as the transposed stencil: p.input is
-// grad_output (sizes out_size, strides output_strides... see DepthwiseBackwardParams), gathered, no
-// atomics.
+// The backward of a depthwise convolution: conv.input is the input, conv.output the grad_output
+// (read), conv.weight the weight ([C][taps], accumulation type).
 struct DepthwiseBackwardParams {
-  DepthwiseParams conv;    // input, weight as in the forward; output = grad_output (read)
-  void* grad_input;        // strides grad_input_strides, or null
+  DepthwiseParams conv;
+  // grad_input, written by launch_depthwise_input_grad (strided convolutions: the transposed
+  // stencil, gathered, no atomics).
+  void* grad_input;
   int64_t grad_input_strides[5];
-  // Weight and bias gradients: per-block partial sums (partials, `chunks` x C x (taps + 1)) in
-  // the accumulation type, then a fixed-order sum into grad_params ([C][taps + 1]: the weight
-  // taps, then the bias), so the result does not depend on scheduling.
+  // Weight and bias gradients (launch_depthwise_param_grad): per-block partial sums into
+  // `partials` (chunks x C x (taps + 1), accumulation type), then a fixed-order sum into
+  // grad_params ([C][taps + 1]: the weight taps, then the bias), so the result does not depend on
+  // scheduling. chunks comes from depthwise_param_grad_chunks.
   void* partials;
   void* grad_params;
   int64_t chunks;
-  bool want_params;
 };
 
 template <ScalarKind kind>
