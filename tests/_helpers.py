@@ -24,7 +24,7 @@ def make_layout(x: torch.Tensor, layout: str) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last_3d)
     if layout == "strided":  # every other element of a wider tensor, along W and C
         n, c, t, h, w = x.shape
-        wide = torch.zeros(n, 2 * c, t, h, 2 * w, dtype=x.dtype)
+        wide = torch.zeros(n, 2 * c, t, h, 2 * w, dtype=x.dtype, device=x.device)
         wide[:, ::2, :, :, ::2] = x
         return wide[:, ::2, :, :, ::2]
     if layout == "permuted":  # H and W swapped in memory
@@ -61,7 +61,7 @@ def check_depthwise(case, layout, dtype, backend, with_bias=True, device="cpu"):
     grad = randn(ref.shape, torch.float64, 3)
     ref_grads = torch.autograd.grad(ref, leaves64, grad)
 
-    x = make_layout(x64.to(dtype), layout).to(device).requires_grad_()
+    x = make_layout(x64.to(device=device, dtype=dtype), layout).requires_grad_()  # the layout made on the device
     w = w64.to(device=device, dtype=dtype).requires_grad_()
     b = b64.to(device=device, dtype=dtype).requires_grad_() if with_bias else None
     leaves = [t for t in (x, w, b) if t is not None]

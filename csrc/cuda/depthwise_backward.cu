@@ -161,8 +161,9 @@ __global__ void __launch_bounds__(kThreads) param_grad_partial_kernel(const Para
     load_planar_tile(g_tile, g_src, first_output, L.tile, L.tile[2], 1, false);
     __syncthreads();
 
-    // Outputs outside the tensor have zero gradient in the tile: they add nothing.
-    for (int k = threadIdx.x / lanes; k < taps_total; k += taps_at_once) {
+    // Outputs outside the tensor have zero gradient in the tile: they add nothing. Each (tap,
+    // lane) accumulator belongs to one thread; threads past taps_at_once * lanes have none.
+    for (int k = threadIdx.x / lanes; k < taps_total && int(threadIdx.x) < taps_at_once * lanes; k += taps_at_once) {
       const bool is_bias = k == taps;
       const int a = is_bias ? 0 : k / (kh * kw), b = is_bias ? 0 : (k / kw) % kh, e = is_bias ? 0 : k % kw;
       const int tap_offset = a * int(p.dims[0].dilation) * pitch_t + b * int(p.dims[1].dilation) * pitch_h +
