@@ -89,7 +89,8 @@ cudaError_t launch_units(const ShuffleLaunch& L, cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
   // Grid-stride loop: enough blocks to fill any GPU, few enough to stay within grid limits.
   const unsigned blocks = unsigned(std::min<int64_t>(ceil_div<int64_t>(count, kThreads), 65536));
-  const bool small = count < (int64_t(1) << 31) && part_span < (int64_t(1) << 31) && whole_span < (int64_t(1) << 31);
+  const bool small =
+      grid_stride_fits_int32(count, blocks) && part_span < (int64_t(1) << 31) && whole_span < (int64_t(1) << 31);
   return small ? launch(shuffle_part_kernel<unit_t, int32_t>, dim3(blocks), dim3(kThreads), 0, stream, L)
                : launch(shuffle_part_kernel<unit_t, int64_t>, dim3(blocks), dim3(kThreads), 0, stream, L);
 }

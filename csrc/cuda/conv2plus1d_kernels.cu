@@ -75,10 +75,10 @@ cudaError_t launch_typed(const Conv2Plus1dParams& p, cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
   const int64_t in_sizes[5] = {p.batch, p.channels, p.in_size[0], p.in_size[1], p.in_size[2]};
   const int64_t out_sizes[5] = {p.batch, p.channels, p.out_size[0], p.out_size[1], p.out_size[2]};
-  const bool small = count < (int64_t(1) << 31) && fits_int32(in_sizes, p.input_strides, 5) &&
+  const unsigned blocks = unsigned(std::min<int64_t>(ceil_div<int64_t>(count, kThreads), 65536));
+  const bool small = grid_stride_fits_int32(count, blocks) && fits_int32(in_sizes, p.input_strides, 5) &&
                      fits_int32(out_sizes, p.output_strides, 5);
   const bool channels_inner = p.channels > 1 && p.output_strides[1] == 1;
-  const unsigned blocks = unsigned(std::min<int64_t>(ceil_div<int64_t>(count, kThreads), 65536));
   return small ? launch(conv2plus1d_depthwise_kernel<scalar_t, int32_t>, dim3(blocks), dim3(kThreads), 0, stream, p,
                         channels_inner)
                : launch(conv2plus1d_depthwise_kernel<scalar_t, int64_t>, dim3(blocks), dim3(kThreads), 0, stream, p,

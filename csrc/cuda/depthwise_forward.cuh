@@ -75,8 +75,10 @@ __device__ __forceinline__ void load_channels_last_tile(scalar_t* tile, const Fo
   }
 }
 
+// At most 64 registers (4 blocks of 256 threads per SM): unbounded, ptxas gave the channels-last
+// 3x3x3 half kernels 128 registers (2 blocks per SM); bounded, it spills nothing (make cuda-resources).
 template <typename scalar_t, typename index_t, int CPT, typename S>
-__global__ void __launch_bounds__(kThreads) depthwise_forward_kernel(const ForwardLaunch L) {
+__global__ void __launch_bounds__(kThreads, 4) depthwise_forward_kernel(const ForwardLaunch L) {
   using acc = acc_t<scalar_t>;
   constexpr bool channels_last = CPT > 1;
   constexpr bool kUnrollAll = S::kt * S::kh * S::kw <= 27;
@@ -154,7 +156,8 @@ __global__ void __launch_bounds__(kThreads) depthwise_forward_kernel(const Forwa
     acc sum[CPT];
 #pragma unroll
     for (int e = 0; e < CPT; ++e) sum[e] = acc(0);
-    // Unrolling all 125 taps of a 5x5x5 stencil costs ~250 registers; the rows unroll there.
+    // Stencils of up to 27 taps unroll fully; larger ones (5x5x5, 3x5x5) unroll their rows only,
+    // which keeps the code and the register count small.
 #pragma unroll(kUnrollAll ? (S::kt > 0 ? S::kt : 1) : 1)
     for (int a = 0; a < kt; ++a) {
 #pragma unroll(kUnrollAll ? (S::kh > 0 ? S::kh : 1) : 1)

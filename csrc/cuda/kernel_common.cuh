@@ -134,6 +134,12 @@ inline bool fits_int32(const int64_t* sizes, const int64_t* strides, int dims) {
   return span < (int64_t(1) << 31);
 }
 
+// Grid-stride loops of `count` items on `blocks` blocks: whether every index they form, the last
+// step past the end included, fits in int32.
+inline bool grid_stride_fits_int32(int64_t count, unsigned blocks) {
+  return count + int64_t(blocks) * kThreads < (int64_t(1) << 31);
+}
+
 // Launches kernel with `bytes` of dynamic shared memory, raising the per-kernel limit above the
 // default 48 KB when needed; returns the launch's error.
 template <typename... KernelArgs, typename... Args>
