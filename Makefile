@@ -54,7 +54,7 @@ ifeq ($(CUDA_FILES),)
 else ifeq ($(NVCC),)
 	@echo "cuda-check: nvcc not found, skipped"
 else
-	@$(MAKE) --no-print-directory $(CUDA_STAMPS)
+	@$(MAKE) --no-print-directory -s $(CUDA_STAMPS)
 	@echo "cuda-check: $(words $(CUDA_FILES)) kernel files (sm_80, sm_90) and $(words $(CUDA_GLUE)) glue files compile"
 endif
 
