@@ -2,7 +2,7 @@
 // - input gradient of a strided convolution as the transposed stencil: each block loads the
 //   grad_output region its input tile receives from (halo included) into shared memory and every
 //   input position gathers its taps from there; no atomics. (Stride-1 convolutions take the
-//   forward kernels with the flipped weight instead, see depthwise_conv3d.cpp.)
+//   forward kernels with the flipped weight instead, see glue.h.)
 // - weight and bias gradients, deterministic by construction: each block owns one channel and a
 //   fixed range of (sample, output tile)s; per tile it loads the input tile and the grad_output
 //   tile into shared memory, threads own (tap, lane) accumulators in shared memory, and the block

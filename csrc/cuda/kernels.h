@@ -1,6 +1,6 @@
 // Plain parameter structs and launchers of the CUDA kernels. No torch headers: the kernels
-// (*.cu) include this and the torch glue (depthwise_conv3d.cpp, channel_shuffle3d.cpp,
-// conv2plus1d.cpp) fills the structs from tensors and calls the launchers on the current stream.
+// (*.cu) include this and the torch glue (glue.h, registered by ops.cpp) fills the structs from
+// tensors and calls the launchers on the current stream.
 // Every launcher checks its launch with cudaGetLastError and returns the error; none synchronizes.
 #pragma once
 

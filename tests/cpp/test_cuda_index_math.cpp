@@ -289,7 +289,7 @@ Volume simulate_input_grad(const Conv& cv, const Volume& dy, const Weight& w, Ti
 }
 
 // The stride-1 input gradient as the forward of grad_output with the flipped weight and padding
-// (k - 1) * d - p (depthwise_conv3d.cpp, stride_one_input_grad).
+// (k - 1) * d - p (glue.h, stride_one_input_grad).
 Volume simulate_stride_one_input_grad(const Conv& cv, const Volume& dy, const Weight& w, const TilingChoice& choice) {
   Conv flipped = cv;
   Weight wf(w.size());
