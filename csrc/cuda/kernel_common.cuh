@@ -117,10 +117,15 @@ __device__ __forceinline__ acc activate(acc v, Activation activation) {
   return v;
 }
 
-// The dynamic shared memory of a block, 16-byte aligned.
+// The dynamic shared memory of a block, 16-byte aligned. (VID3D_CUDA_HOST_EMULATION: the kernels
+// run on the host for tests/test_cuda_emulated.py, see tests/cpp/cuda_host_emulation.h.)
 __device__ __forceinline__ unsigned char* shared_buffer() {
+#if defined(VID3D_CUDA_HOST_EMULATION)
+  return vid3d_emulation::block_shared_memory();
+#else
   extern __shared__ __align__(16) unsigned char buffer[];
   return buffer;
+#endif
 }
 
 __host__ __device__ constexpr int64_t align16(int64_t bytes) { return (bytes + 15) / 16 * 16; }
@@ -145,6 +150,10 @@ inline bool grid_stride_fits_int32(int64_t count, unsigned blocks) {
 template <typename... KernelArgs, typename... Args>
 cudaError_t launch(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, int64_t bytes, cudaStream_t stream,
                    Args&&... args) {
+#if defined(VID3D_CUDA_HOST_EMULATION)
+  (void)stream;
+  return vid3d_emulation::run_grid(kernel, grid, block, bytes, std::forward<Args>(args)...);
+#else
   if (bytes > 48 * 1024) {
     const cudaError_t raised =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
@@ -152,6 +161,7 @@ cudaError_t launch(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, int64_t
   }
   kernel<<<grid, block, bytes, stream>>>(std::forward<Args>(args)...);
   return cudaGetLastError();
+#endif
 }
 
 }  // namespace vid3d::cuda
