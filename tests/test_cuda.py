@@ -23,8 +23,8 @@ DEVICE = "cuda"
 _why_not = unavailable_reason("cuda", torch.device("cuda")) if torch.cuda.is_available() else "no GPU"
 pytestmark = pytest.mark.skipif(_why_not is not None, reason=f"CUDA backend not usable: {_why_not}")
 
-# (shape, kernel, stride, padding, dilation): every templated stencil, then generic ones. Channel
-# counts are not multiples of the 16-byte vector widths, so the channels-last path has ragged blocks.
+# (shape, kernel, stride, padding, dilation): every templated stencil, then generic ones. Most channel
+# counts and rows are not multiples of the 16-byte vector widths: ragged blocks and scalar loads.
 CASES = [
     ((2, 3, 5, 7, 9), (3, 3, 3), 1, 1, 1),
     ((2, 20, 4, 9, 10), (3, 3, 3), 2, 1, 1),
@@ -43,6 +43,12 @@ CASES = [
     ((2, 5, 1, 1, 1), (3, 3, 3), 1, 1, 1),
     ((1, 33, 3, 40, 70), (3, 3, 3), 1, 1, 1),  # several tiles per plane, ragged edges
 ]
+# Rows and channel counts that are whole 16-byte vectors in every dtype: the vector loads and stores.
+VECTOR_CASES = [
+    ((2, 16, 3, 6, 16), (3, 3, 3), 1, 1, 1),
+    ((1, 24, 4, 7, 32), (1, 3, 3), (1, 2, 2), (0, 1, 1), 1),
+]
+CASES += VECTOR_CASES
 DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
 LAYOUTS = ["ncdhw", "channels_last_3d", "strided", "permuted"]
 

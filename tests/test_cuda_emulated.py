@@ -26,7 +26,7 @@ import vid3d.ops._kernels as kernels_module
 from vid3d import ops
 
 from _helpers import assert_close, check_depthwise, make_layout, randn
-from test_cuda import CASES, DTYPES, LAYOUTS
+from test_cuda import CASES, DTYPES, LAYOUTS, VECTOR_CASES
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted((ROOT / "csrc" / "cuda").glob("*")) + sorted((ROOT / "tests" / "cpp").glob("cuda_*"))
@@ -92,9 +92,10 @@ def cuda_on_cpu(monkeypatch, emulated_ops):
     return emulated_ops
 
 
-# Every case in float32 and every layout; the other dtypes on the planar and channels-last paths.
+# Every case in float32 and every layout; the other dtypes on the planar and channels-last paths for
+# the stencil variants and the vector-width cases.
 MATRIX = [(case, layout, torch.float32) for case in CASES for layout in LAYOUTS] + [
-    (case, layout, dtype) for case in CASES[:13] for layout in ("ncdhw", "channels_last_3d")
+    (case, layout, dtype) for case in CASES[:13] + VECTOR_CASES for layout in ("ncdhw", "channels_last_3d")
     for dtype in DTYPES if dtype != torch.float32
 ]
 
