@@ -54,16 +54,17 @@ RESERVE=300 step build 240 build.log $PY -m pip install --no-build-isolation --n
   || { log "build failed: nothing else can run"; tail -n 40 "$OUT/build.log" >>"$OUT/session.log"; exit 1; }
 (cd /tmp && $PY -m vid3d.cli info) 2>&1 | tee -a "$OUT/session.log"
 
-# Tests import the installed vid3d (-P: not the source tree, which has no built extension).
+# Tests import the installed vid3d: `-P` keeps the working directory (the source tree, which has no
+# built extension) off sys.path for `-m`; scripts put only their own folder there.
 RESERVE=240 step test_cuda 120 tests.log $PY -P -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_cuda_index_math.py
 grep -E "passed|failed|error" "$OUT/tests.log" | tail -n 2 | tee -a "$OUT/session.log"
 RESERVE=200 step test_triton 60 tests.log $PY -P -m pytest -q -p no:cacheprovider -x tests/test_triton.py
 
 if command -v compute-sanitizer >/dev/null; then
   RESERVE=150 step memcheck 70 profile.log compute-sanitizer --tool memcheck --error-exitcode 9 \
-    $PY -P tests/cuda_sanitizer_suite.py
+    $PY tests/cuda_sanitizer_suite.py
   RESERVE=120 step racecheck 60 profile.log compute-sanitizer --tool racecheck --racecheck-report hazard \
-    --error-exitcode 9 $PY -P tests/cuda_sanitizer_suite.py
+    --error-exitcode 9 $PY tests/cuda_sanitizer_suite.py
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY|passed" "$OUT/profile.log" | tee -a "$OUT/session.log"
 else
   log "SKIP compute-sanitizer (not installed)"
@@ -73,12 +74,12 @@ if command -v ncu >/dev/null; then
   RESERVE=100 step ncu 50 profile.log ncu --target-processes all --kernel-name-base demangled \
     --kernel-name "regex:depthwise|input_grad|param_grad|shuffle_part|conv2plus1d" --launch-count 14 \
     --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
-    $PY -P bench/cuda_kernels.py --ncu
+    $PY bench/cuda_kernels.py --ncu
 else
   log "SKIP ncu (not installed)"
 fi
 
-RESERVE=25 step cuda_kernels_bench 200 bench.log $PY -P bench/cuda_kernels.py --json "$OUT/cuda_kernels.json" \
+RESERVE=25 step cuda_kernels_bench 200 bench.log $PY bench/cuda_kernels.py --json "$OUT/cuda_kernels.json" \
   --md "$OUT/cuda_kernels.md" --budget 0.05 --time-limit $((DEADLINE - $(date +%s) - 70))
 RESERVE=0 step vid3d_bench 40 bench.log $PY -P -m vid3d.cli bench --budget 0.05 --no-progress --json "$OUT/bench_ops.json"
 log "done in $(($(date +%s) - START))s; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
