@@ -7,6 +7,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <mutex>
 #include <vector>
 
 #include "glue.h"
@@ -20,9 +21,12 @@ struct CudaRuntime {
   static bool is_device_tensor(const at::Tensor& t) { return t.is_cuda(); }
   static cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
   static void check(cudaError_t error) { C10_CUDA_CHECK(error); }
-  // Queried once per device (no synchronization).
+  // Queried once per device (an attribute query: no synchronization with the GPU).
   static int multiprocessors() {
-    static std::vector<int> counts(c10::cuda::device_count(), 0);
+    static std::mutex mutex;
+    static std::vector<int> counts;
+    const std::lock_guard<std::mutex> lock(mutex);
+    if (counts.empty()) counts.assign(c10::cuda::device_count(), 0);
     const int device = c10::cuda::current_device();
     if (counts[device] == 0) C10_CUDA_CHECK(cudaDeviceGetAttribute(&counts[device], cudaDevAttrMultiProcessorCount, device));
     return counts[device];
