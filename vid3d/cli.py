@@ -35,7 +35,9 @@ def _bench_models(args, device) -> tuple[list[dict], dict]:
 def _bench_ops(args, device) -> tuple[list[dict], dict]:
     from .benchmark import ops
 
-    rows = ops.run_suite(device, budget_s=args.budget, progress=not args.no_progress)
+    from .benchmark.models import DTYPES
+
+    rows = ops.run_suite(device, dtype=DTYPES[args.dtype], budget_s=args.budget, progress=not args.no_progress)
     print(ops.format_table(rows))
     if not any(r["impl"].startswith("vid3d") for r in rows):
         print(f"\nno vid3d backend can run on {device} here (see `vid3d info`); only PyTorch was timed")
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="models to time, e.g. shufflenetv2:width_mult=0.5 (default: the standard set)")
     bench.add_argument("--batch", type=int, default=0, help="batch size for every mode (default: 8; 32 to train on a GPU)")
     bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                       help="float32, or autocast to bfloat16/float16 (models)")
+                       help="ops: the tensors' dtype; models: float32, or autocast to bfloat16/float16")
     bench.add_argument("--mode", default="both", choices=["infer", "train", "both"], help="models: which modes")
     bench.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                        help="also time torch.compile of the PyTorch model (default: on a GPU only)")
