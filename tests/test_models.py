@@ -257,7 +257,7 @@ REFERENCE_KEYS = {
                          "classifier.1.weight": (600, 512, 1, 1, 1)},
     # models/c3d.py
     ("c3d", ()): {"group1.0.weight": (64, 3, 3, 3, 3), "group3.3.weight": (256, 256, 3, 3, 3),
-                  "group5.4.running_var": (512,), "fc1.0.weight": (4096, 8192), "fc1.1.weight": (4096,),
+                  "group5.4.running_var": (512,), "fc1.0.weight": (4096, 8192), "fc2.0.bias": (4096,),
                   "fc.0.weight": (600, 4096)},
     # Efficient-3DCNNs models/resnet.py and resnext.py.
     ("efficient_resnet18", ()): {"conv1.weight": (64, 3, 7, 7, 7), "layer2.0.downsample.0.weight": (128, 64, 1, 1, 1),
@@ -320,3 +320,17 @@ def test_vid3d_ops_match_pure_pytorch(name, kwargs):
         results[backend] = (out, grad)
     torch.testing.assert_close(results["cpu"][0], results["torch"][0], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(results["cpu"][1], results["torch"][1], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, block, convs", [("efficient_resnet10", "layer2.0", 2), ("resnet50", "layer1.0", 3),
+                                                ("resnet2p1d_18", "layer2.0", 0)])
+def test_blocks_list_parameters_in_the_reference_order(name, block, convs):
+    """Saved optimizer states index parameters by position, so the shortcut must come last, as in the references."""
+    with torch.device("meta"):
+        model = models.create(name, shortcut_type="B")
+    names = [n.removeprefix(block + ".") for n, _ in model.named_parameters() if n.startswith(block + ".")]
+    assert names[-3:] == ["downsample.0.weight", "downsample.1.weight", "downsample.1.bias"]
+    if convs:
+        expected = [f"{kind}{i}.{p}" for i in range(1, convs + 1)
+                    for kind, params in (("conv", ("weight",)), ("bn", ("weight", "bias"))) for p in params]
+        assert names[:-3] == expected

@@ -1,7 +1,8 @@
 """C3D with batch norm, as in Efficient-3DCNNs (after Tran et al. 2015), with the reference state_dict.
 
-Keys: ``group1-5.*`` (Conv3d with bias, BatchNorm3d, ReLU, MaxPool3d), ``fc1.{0,1}``, ``fc2.{0,1}``
-(Linear, BatchNorm1d) and ``fc.0``.
+Keys: ``group1-5.*`` (Conv3d with bias, BatchNorm3d, ReLU, MaxPool3d), ``fc1.0``, ``fc2.0`` (Linear,
+then ReLU and Dropout) and ``fc.0``. This follows the repository's newest ``models/c3d.py``; its
+earlier versions also had a BatchNorm1d after each of the two Linear layers (``fc1.1.*``, ``fc2.1.*``).
 """
 
 from __future__ import annotations
@@ -31,13 +32,12 @@ def _conv_group(in_channels: int, widths, pool) -> nn.Sequential:
     return nn.Sequential(*layers, nn.MaxPool3d(*pool))
 
 
-def _fc_bn_relu(in_features: int, out_features: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_features, out_features), nn.BatchNorm1d(out_features), nn.ReLU(),
-                         nn.Dropout(0.5))
+def _fc_relu(in_features: int, out_features: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_features, out_features), nn.ReLU(), nn.Dropout(0.5))
 
 
 class C3D(nn.Module):
-    """C3D-BN: five conv groups, two 4096-wide fully connected layers with BN, classifier."""
+    """C3D-BN: five conv groups with BN, two 4096-wide fully connected layers, classifier."""
 
     def __init__(self, sample_size: int = 112, sample_duration: int = 16, num_classes: int = 600) -> None:
         super().__init__()
@@ -51,8 +51,8 @@ class C3D(nn.Module):
         # The flattened size the reference computes from the clip (exact for 112x112 clips of 16 frames).
         last_duration = sample_duration // 16
         last_size = math.ceil(sample_size / 32)
-        self.fc1 = _fc_bn_relu(512 * last_duration * last_size * last_size, 4096)
-        self.fc2 = _fc_bn_relu(4096, 4096)
+        self.fc1 = _fc_relu(512 * last_duration * last_size * last_size, 4096)
+        self.fc2 = _fc_relu(4096, 4096)
         self.fc = nn.Sequential(nn.Linear(4096, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

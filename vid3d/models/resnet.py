@@ -45,8 +45,10 @@ class ResidualBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, downsample: nn.Module | None) -> None:
-        super().__init__()
+    def add_shortcut(self, downsample: nn.Module | None) -> None:
+        """Registers ``relu`` and ``downsample``; called after the convolutions, as the references
+        register them: ``parameters()`` then lists the shortcut last, in the references' order,
+        which is what their saved optimizer states are indexed by."""
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
@@ -58,11 +60,12 @@ class BasicBlock(ResidualBlock):
     """conv1 3x3x3 (stride), bn1, ReLU, conv2 3x3x3, bn2, add shortcut, ReLU."""
 
     def __init__(self, in_planes: int, planes: int, stride=1, downsample=None) -> None:
-        super().__init__(downsample)
+        super().__init__()
         self.conv1 = conv3x3x3(in_planes, planes, stride)
         self.bn1 = nn.BatchNorm3d(planes)
         self.conv2 = conv3x3x3(planes, planes)
         self.bn2 = nn.BatchNorm3d(planes)
+        self.add_shortcut(downsample)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -77,7 +80,7 @@ class Bottleneck(ResidualBlock):
 
     def __init__(self, in_planes: int, planes: int, stride=1, downsample=None, mid_planes: int | None = None,
                  groups: int = 1) -> None:
-        super().__init__(downsample)
+        super().__init__()
         mid_planes = planes if mid_planes is None else mid_planes
         self.conv1 = conv1x1x1(in_planes, mid_planes)
         self.bn1 = nn.BatchNorm3d(mid_planes)
@@ -85,6 +88,7 @@ class Bottleneck(ResidualBlock):
         self.bn2 = nn.BatchNorm3d(mid_planes)
         self.conv3 = conv1x1x1(mid_planes, planes * self.expansion)
         self.bn3 = nn.BatchNorm3d(planes * self.expansion)
+        self.add_shortcut(downsample)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -113,11 +117,12 @@ class PreActBasicBlock(ResidualBlock):
     """Pre-activation: bn1, ReLU, conv1 (stride), bn2, ReLU, conv2, add shortcut (no ReLU after)."""
 
     def __init__(self, in_planes: int, planes: int, stride=1, downsample=None) -> None:
-        super().__init__(downsample)
+        super().__init__()
         self.bn1 = nn.BatchNorm3d(in_planes)
         self.conv1 = conv3x3x3(in_planes, planes, stride)
         self.bn2 = nn.BatchNorm3d(planes)
         self.conv2 = conv3x3x3(planes, planes)
+        self.add_shortcut(downsample)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(self.relu(self.bn1(x)))
@@ -131,13 +136,14 @@ class PreActBottleneck(ResidualBlock):
     expansion = 4
 
     def __init__(self, in_planes: int, planes: int, stride=1, downsample=None) -> None:
-        super().__init__(downsample)
+        super().__init__()
         self.bn1 = nn.BatchNorm3d(in_planes)
         self.conv1 = conv1x1x1(in_planes, planes)
         self.bn2 = nn.BatchNorm3d(planes)
         self.conv2 = conv3x3x3(planes, planes, stride)
         self.bn3 = nn.BatchNorm3d(planes)
         self.conv3 = conv1x1x1(planes, planes * self.expansion)
+        self.add_shortcut(downsample)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(self.relu(self.bn1(x)))

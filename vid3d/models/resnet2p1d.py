@@ -34,9 +34,10 @@ class BasicBlock2Plus1D(_TwoPlusOneMixin, ResidualBlock):
     """Two (2+1)D convs (the first strided) with BN and ReLU, add shortcut, ReLU."""
 
     def __init__(self, in_planes: int, planes: int, stride=1, downsample=None) -> None:
-        super().__init__(downsample)
+        super().__init__()
         self.add_2plus1d(1, in_planes, planes, stride)
         self.add_2plus1d(2, planes, planes, 1)
+        self.add_shortcut(downsample)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.run_2plus1d(1, x))
@@ -50,12 +51,13 @@ class Bottleneck2Plus1D(_TwoPlusOneMixin, ResidualBlock):
     expansion = 4
 
     def __init__(self, in_planes: int, planes: int, stride=1, downsample=None) -> None:
-        super().__init__(downsample)
+        super().__init__()
         self.conv1 = conv1x1x1(in_planes, planes)
         self.bn1 = nn.BatchNorm3d(planes)
         self.add_2plus1d(2, planes, planes, stride)
         self.conv3 = conv1x1x1(planes, planes * self.expansion)
         self.bn3 = nn.BatchNorm3d(planes * self.expansion)
+        self.add_shortcut(downsample)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
