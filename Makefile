@@ -9,7 +9,7 @@ MAX_JOBS ?= 2
 export MAX_JOBS
 
 BIN := $(VENV)/bin
-DEPS := triton numpy ninja pytest pytest-benchmark tqdm matplotlib "setuptools>=77" wheel
+DEPS := triton numpy ninja pytest pytest-benchmark hypothesis tqdm matplotlib "setuptools>=77" wheel
 CUDA_FILES := $(wildcard csrc/cuda/*.cu)
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 CUDA_ARCHS := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90

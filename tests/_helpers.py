@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -22,7 +24,7 @@ def make_layout(x: torch.Tensor, layout: str) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last_3d)
     if layout == "strided":  # every other element of a wider tensor, along W and C
         n, c, t, h, w = x.shape
-        wide = torch.zeros(n, 2 * c, t, h, 2 * w, dtype=x.dtype)
+        wide = torch.zeros(n, 2 * c, t, h, 2 * w, dtype=x.dtype, device=x.device)
         wide[:, ::2, :, :, ::2] = x
         return wide[:, ::2, :, :, ::2]
     if layout == "permuted":  # H and W swapped in memory
@@ -40,6 +42,15 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtyp
     assert torch.isfinite(actual).all(), f"{what}: non-finite values (an element was not written?)"
     err = rel_err(actual, expected)
     assert err <= TOLERANCE[dtype], f"{what}: relative error {err:.3g} > {TOLERANCE[dtype]:g}"
+
+
+def rounding_tolerance(dtype: torch.dtype, terms: int) -> float:
+    """Norm-wise error bound, relative to the magnitude of a result (the same sums over absolute
+    values), of a result in ``dtype`` accumulated in float32 (float64 for float64) over at most
+    ``terms`` terms: a few roundings to ``dtype`` (inputs of a later stage, the output) plus the
+    accumulation's error, which grows like sqrt(terms) for rounding errors of random sign."""
+    accumulation = torch.float64 if dtype == torch.float64 else torch.float32
+    return 4 * torch.finfo(dtype).eps + 4 * torch.finfo(accumulation).eps * math.sqrt(max(terms, 1))
 
 
 def randn(shape, dtype, seed, device="cpu"):
