@@ -83,3 +83,54 @@ def check_depthwise(case, layout, dtype, backend, with_bias=True, device="cpu"):
     grads = torch.autograd.grad(y, leaves, grad.to(device=device, dtype=dtype))
     for name, g, r in zip(("grad_input", "grad_weight", "grad_bias"), grads, ref_grads):
         assert_close(g.cpu(), r, dtype, name)
+
+
+# ---------------------------------------------------------------- PyTorch references of the ops
+# Written with F.conv3d and F.channel_shuffle only, independent of vid3d (its "torch" backend included).
+
+
+def _triple(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * 3
+
+
+# Each takes the arguments of its op, by the same names.
+
+
+def reference_depthwise_conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, activation=None):
+    y = F.conv3d(input, weight, bias, stride, padding, dilation, groups=input.shape[1])
+    if activation == "relu":
+        return F.relu(y)
+    return F.relu6(y) if activation == "relu6" else y
+
+
+def reference_conv2plus1d(input, spatial_weight, temporal_weight, spatial_bias=None, temporal_bias=None, stride=1,
+                          padding=0, dilation=1, mid_activation=None):
+    """Two F.conv3d calls: (1, kh, kw) over H and W, then (kt, 1, 1) over T."""
+    (st, sh, sw), (dt, dh, dw) = _triple(stride), _triple(dilation)
+    kernel = (temporal_weight.shape[2], spatial_weight.shape[3], spatial_weight.shape[4])
+    if padding == "same":
+        padding = tuple(d * (k - 1) // 2 for k, d in zip(kernel, (dt, dh, dw)))
+    pt, ph, pw = (0, 0, 0) if padding == "valid" else _triple(padding)
+    mid = F.conv3d(input, spatial_weight, spatial_bias, (1, sh, sw), (0, ph, pw), (1, dh, dw),
+                   groups=input.shape[1] // spatial_weight.shape[1])
+    if mid_activation == "relu":
+        mid = F.relu(mid)
+    return F.conv3d(mid, temporal_weight, temporal_bias, (st, 1, 1), (pt, 0, 0), (dt, 1, 1),
+                    groups=mid.shape[1] // temporal_weight.shape[1])
+
+
+def reference_cat_shuffle3d(tensors, groups):
+    return F.channel_shuffle(torch.cat(list(tensors), 1), groups)
+
+
+def invoke(fn, op: str, tensors, kwargs):
+    """fn (the vid3d op or its reference) on the tensor arguments, the way ``op`` takes them."""
+    return fn(list(tensors), **kwargs) if op == "cat_shuffle3d" else fn(*tensors, **kwargs)
+
+
+REFERENCES = {
+    "depthwise_conv3d": reference_depthwise_conv3d,
+    "conv2plus1d": reference_conv2plus1d,
+    "channel_shuffle3d": F.channel_shuffle,
+    "cat_shuffle3d": reference_cat_shuffle3d,
+}

@@ -3,9 +3,13 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import vid3d
 from vid3d import ops as vops
+
+from _helpers import REFERENCES
 
 WRAPPER_BACKENDS = ["cpu", "torch"]
 F64, META = torch.float64, "meta"
@@ -238,3 +242,128 @@ def test_empty_batch_matches_pytorch(op, backend):
 def test_single_voxel_matches_pytorch(op):
     # T = H = W = 1 with padding 1: only the kernels' centre taps see data.
     check_against_reference(op, 2, (1, 1, 1), torch.float64, "cpu", tol=1e-10)
+
+
+def test_convolutions_need_channels():
+    """Zero channels means zero groups, which F.conv3d refuses: every backend says so clearly."""
+    for backend in WRAPPER_BACKENDS:
+        with vid3d.backend(backend):
+            for op in CONV_OPS:
+                with pytest.raises(ValueError, match=rf"vid3d\.ops\.{op}: input must have at least one channel"):
+                    call(op, dict(input=t(2, 0, 5, 6, 7)))
+    # conv2plus1d: a spatial stage with zero output channels leaves the temporal stage none.
+    with pytest.raises(ValueError, match=r"temporal_weight .* does not fit 0"):
+        call("conv2plus1d", dict(spatial_weight=t(0, 4, 1, 3, 3), temporal_weight=t(6, 1, 3, 1, 1)))
+
+
+# ---------------------------------------------------------------- fuzzed arguments
+# Any argument replaced by anything: a tensor of any rank, size (zeros included), dtype or device,
+# or a value of the wrong kind. The op must raise a ValueError, TypeError or RuntimeError naming
+# itself before any kernel runs, or, where the call is valid after all, agree with PyTorch.
+
+TENSOR_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int32, torch.int64,
+                 torch.uint8, torch.bool, torch.complex64]
+ODD_VALUES = [None, 0, 1, -2, 1.5, float("nan"), True, False, "x", "", "same", "valid", [1.0], (), {}, object(),
+              torch.tensor(1), torch.tensor(1.0), torch.tensor([1, 1, 1])]
+
+
+def any_tensor():
+    return st.builds(
+        lambda shape, dtype, device: torch.ones(shape, dtype=dtype, device=device),
+        st.lists(st.integers(0, 4), max_size=6),
+        st.sampled_from(TENSOR_DTYPES),
+        st.sampled_from(["cpu", "meta"]),
+    )
+
+
+def valid_tensor(shape):
+    """A tensor of the valid shape with another dtype or device, or one of its sizes changed."""
+    changed_size = st.tuples(st.integers(0, len(shape) - 1), st.integers(0, 9)).map(
+        lambda change: t(*shape[: change[0]], change[1], *shape[change[0] + 1:])
+    )
+    other_kind = st.tuples(st.sampled_from(TENSOR_DTYPES), st.sampled_from(["cpu", "meta"])).map(
+        lambda kind: t(*shape, dtype=kind[0], device=kind[1])
+    )
+    return st.one_of(changed_size, other_kind)
+
+
+def triples():
+    ints = st.integers(-3, 4)
+    return st.one_of(ints, st.lists(ints, max_size=4), st.lists(ints, max_size=4).map(tuple),
+                     st.sampled_from(ODD_VALUES + [(1, 1.5, 1), (1, "1", 1), (1, None, 1), "full"]))
+
+
+ARGUMENT_VALUES = {
+    **{name: st.one_of(any_tensor(), st.sampled_from(ODD_VALUES))
+       for name in ("input", "weight", "bias", "spatial_weight", "temporal_weight", "spatial_bias", "temporal_bias")},
+    "stride": triples(), "padding": triples(), "dilation": triples(),
+    "groups": st.one_of(st.integers(-3, 10), st.sampled_from(ODD_VALUES)),
+    "activation": st.sampled_from(ODD_VALUES + ["relu", "relu6", "RELU", "gelu", torch.relu]),
+    "mid_activation": st.sampled_from(ODD_VALUES + ["relu", "relu6", torch.relu]),
+    "tensors": st.one_of(st.lists(st.one_of(any_tensor(), st.sampled_from(ODD_VALUES)), max_size=4),
+                         st.lists(any_tensor(), max_size=4).map(tuple), any_tensor(), st.sampled_from(ODD_VALUES)),
+}
+
+
+@st.composite
+def bad_overrides(draw, op):
+    """Some of op's arguments replaced: by anything, or (tensors) by a near miss of the valid one."""
+    valid = OPS[op][1]()
+    names = draw(st.lists(st.sampled_from(sorted(ARGUMENT_VALUES.keys() & _parameters(op))), min_size=1,
+                          max_size=3, unique=True))
+    overrides = {}
+    for name in names:
+        near_miss = isinstance(valid.get(name), torch.Tensor) and draw(st.booleans())
+        overrides[name] = draw(valid_tensor(valid[name].shape) if near_miss else ARGUMENT_VALUES[name])
+    return overrides
+
+
+def _parameters(op):
+    import inspect
+
+    return set(inspect.signature(OPS[op][0]).parameters)
+
+
+def _plain(value):
+    """Integer-like values (0-d integer tensors) as ints, which F.conv3d takes too."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point():
+        return int(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+FUZZ_BACKENDS = ["auto", "cpu", "torch"]
+
+
+@pytest.mark.parametrize("backend", FUZZ_BACKENDS)
+@pytest.mark.parametrize("op", OPS)
+def test_fuzzed_arguments_raise_or_match_pytorch(op, backend):
+    @settings(max_examples=max(10, settings.default.max_examples))
+    @given(bad_overrides(op))
+    def raises_or_matches(overrides):
+        args = {**OPS[op][1](), **overrides}
+        try:
+            with vid3d.backend(backend):
+                result = OPS[op][0](**args)
+        except (ValueError, TypeError, RuntimeError) as error:
+            assert str(error).startswith(f"vid3d.ops.{op}: "), f"unclear error: {type(error).__name__}: {error}"
+            return
+        # Accepted: a valid call after all, which PyTorch must accept and agree with.
+        reference = REFERENCES[op](**{name: _plain(value) for name, value in args.items()})
+        assert result.shape == reference.shape and result.dtype == reference.dtype
+        assert result.device == reference.device
+        if result.device.type != "meta":
+            torch.testing.assert_close(result, reference, equal_nan=True)
+
+    raises_or_matches()
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_meta_tensors_infer_shapes_like_pytorch(op):
+    """Found by the fuzzing above: meta input once failed in the autocast query (meta has no autocast)."""
+    args = {name: value.to("meta") if isinstance(value, torch.Tensor) else value for name, value in OPS[op][1]().items()}
+    if op == "cat_shuffle3d":
+        args["tensors"] = [tensor.to("meta") for tensor in args["tensors"]]
+    result, reference = OPS[op][0](**args), REFERENCES[op](**args)
+    assert result.device.type == "meta" and result.shape == reference.shape and result.dtype == reference.dtype

@@ -15,12 +15,10 @@ program in NumPy. Examples that once failed are kept in the REGRESSIONS lists at
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import pytest
 import torch
-import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +26,7 @@ import vid3d
 from vid3d import ops
 from vid3d.ops._kernels import unavailable_reason
 
-from _helpers import LAYOUTS, make_layout, randn, rounding_tolerance
+from _helpers import LAYOUTS, REFERENCES, invoke, make_layout, randn, rounding_tolerance
 
 CL3D = torch.channels_last_3d
 FLOAT_DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
@@ -142,50 +140,8 @@ class Call:
         return f"{self.op}({', '.join(map(repr, self.args))}, {kwargs}; seed={self.seed})"
 
 
-def _triple(value):
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * 3
-
-
-def _same_padding(kernel, dilation):
-    return tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
-
-
-def reference_depthwise_conv3d(x, w, b=None, stride=1, padding=0, dilation=1, activation=None):
-    y = F.conv3d(x, w, b, stride, padding, dilation, groups=x.shape[1])
-    if activation == "relu":
-        return F.relu(y)
-    return F.relu6(y) if activation == "relu6" else y
-
-
-def reference_conv2plus1d(x, ws, wt, bs=None, bt=None, stride=1, padding=0, dilation=1, mid_activation=None):
-    """Two F.conv3d calls: (1, kh, kw) over H and W, then (kt, 1, 1) over T."""
-    (st_, sh, sw), (dt, dh, dw) = _triple(stride), _triple(dilation)
-    if padding == "same":
-        padding = _same_padding((wt.shape[2], ws.shape[3], ws.shape[4]), (dt, dh, dw))
-    pt, ph, pw = (0, 0, 0) if padding == "valid" else _triple(padding)
-    mid = F.conv3d(x, ws, bs, (1, sh, sw), (0, ph, pw), (1, dh, dw), groups=x.shape[1] // ws.shape[1])
-    if mid_activation == "relu":
-        mid = F.relu(mid)
-    return F.conv3d(mid, wt, bt, (st_, 1, 1), (pt, 0, 0), (dt, 1, 1), groups=mid.shape[1] // wt.shape[1])
-
-
-def reference_cat_shuffle3d(tensors, groups):
-    return F.channel_shuffle(torch.cat(list(tensors), 1), groups)
-
-
-REFERENCES = {
-    "depthwise_conv3d": reference_depthwise_conv3d,
-    "conv2plus1d": reference_conv2plus1d,
-    "channel_shuffle3d": F.channel_shuffle,
-    "cat_shuffle3d": reference_cat_shuffle3d,
-}
 # Where an activation's derivative jumps: the op and the reference may round to either side.
 KINKS = {None: (), "relu": (0.0,), "relu6": (0.0, 6.0)}
-
-
-def invoke(fn, op: str, tensors, kwargs):
-    """fn (the vid3d op or its reference) on the tensors the way ``op`` takes them."""
-    return fn(list(tensors), **kwargs) if op == "cat_shuffle3d" else fn(*tensors, **kwargs)
 
 
 def _grads(output, tensors, wanted, grad_output):
