@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 import vid3d
 from vid3d import ops
+from vid3d.ops._kernels import unavailable_reason
 
 # Relative-norm tolerances against a float64 reference.
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 1e-2}
 
 LAYOUTS = ("ncdhw", "channels_last_3d", "strided", "permuted")
+
+
+def backend_params() -> list:
+    """(backend, device) of each of vid3d's own kernel sets, as pytest params, skipped where not
+    usable here: the CPU kernels; Triton on the GPU, else under its interpreter on the CPU (see
+    conftest.py); the CUDA kernels."""
+    gpu = torch.cuda.is_available()
+    params = []
+    for backend, device in (("cpu", "cpu"), ("triton", "cuda" if gpu else "cpu"), ("cuda", "cuda")):
+        reason = "no CUDA device" if device == "cuda" and not gpu else unavailable_reason(backend, torch.device(device))
+        params.append(pytest.param(
+            backend, device, id=f"{backend}-{device}",
+            marks=pytest.mark.skipif(reason is not None, reason=f"{backend} on {device}: {reason}"),
+        ))
+    return params
 
 
 def make_layout(x: torch.Tensor, layout: str) -> torch.Tensor:

@@ -24,9 +24,8 @@ from hypothesis import strategies as st
 
 import vid3d
 from vid3d import ops
-from vid3d.ops._kernels import unavailable_reason
 
-from _helpers import LAYOUTS, REFERENCES, invoke, make_layout, randn, rounding_tolerance
+from _helpers import LAYOUTS, REFERENCES, backend_params, invoke, make_layout, randn, rounding_tolerance
 
 CL3D = torch.channels_last_3d
 FLOAT_DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
@@ -57,30 +56,15 @@ INTERPRETED = Limits(batch=2, channels=6, extra=3, taps=27, share=0.2)
 class Target:
     backend: str
     device: str
-    limits: Limits
+
+    @property
+    def limits(self) -> Limits:
+        return INTERPRETED if self.backend == "triton" and self.device == "cpu" else FULL
 
     def examples(self) -> int:
         return max(1, round(settings.default.max_examples * self.limits.share))
 
 
-def _target_params():
-    gpu = torch.cuda.is_available()
-    targets = [
-        Target("cpu", "cpu", FULL),
-        Target("triton", "cuda", FULL) if gpu else Target("triton", "cpu", INTERPRETED),
-        Target("cuda", "cuda", FULL),
-    ]
-    for target in targets:
-        device = torch.device(target.device)
-        reason = "no CUDA device" if device.type == "cuda" and not gpu else unavailable_reason(target.backend, device)
-        yield pytest.param(
-            target,
-            id=f"{target.backend}-{target.device}",
-            marks=pytest.mark.skipif(reason is not None, reason=f"{target.backend} on {target.device}: {reason}"),
-        )
-
-
-TARGETS = list(_target_params())
 
 
 # ---------------------------------------------------------------- layouts
@@ -395,8 +379,10 @@ CASES = {
 
 
 @pytest.mark.parametrize("op", CASES)
-@pytest.mark.parametrize("target", TARGETS)
-def test_matches_pytorch(target, op):
+@pytest.mark.parametrize("backend, device", backend_params())
+def test_matches_pytorch(backend, device, op):
+    target = Target(backend, device)
+
     @settings(max_examples=target.examples())
     @given(CASES[op](target.limits))
     def matches_pytorch(case):

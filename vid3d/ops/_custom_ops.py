@@ -102,11 +102,13 @@ def _(input, weight, bias, stride, padding, dilation, activation, backend):
 
 
 def _activation_grad(grad: Tensor, output: Tensor, activation: str | None) -> Tensor:
-    """The gradient before the activation, from the activation's output."""
+    """The gradient before the activation, from the activation's output, as PyTorch's relu and
+    relu6 (hardtanh) backward compute it: zero where the activation is flat (even where ``grad``
+    is infinite), ``grad`` elsewhere, NaN outputs included."""
     if activation == "relu":
-        return grad * (output > 0)
+        return torch.where(output <= 0, 0, grad)
     if activation == "relu6":
-        return grad * ((output > 0) & (output < 6))
+        return torch.where((output <= 0) | (output >= 6), 0, grad)
     return grad
 
 
@@ -361,7 +363,7 @@ def conv2plus1d_backward(
     grad_x = grad_ws = grad_bs = None
     if want_mid:
         if mid_activation == "relu":
-            grad_mid = torch.where(mid > 0, grad_mid, torch.zeros_like(grad_mid))
+            grad_mid = _activation_grad(grad_mid, mid, "relu")
         grad_mid = grad_mid.contiguous(memory_format=memory_format_of(mid))
         grad_x, grad_ws, grad_bs = _stage_backward(
             backend, grad_mid, input, spatial_weight, spatial_bias is not None, *spatial, [want_x, want_ws, want_bs]
