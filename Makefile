@@ -14,13 +14,18 @@ CUDA_FILES := $(wildcard csrc/cuda/*.cu)
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 CUDA_ARCHS := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 
-.PHONY: demo test install deps cuda-check clean
+.PHONY: demo test fuzz install deps cuda-check clean
 
 demo: install
 	$(BIN)/vid3d bench
 
 test: install cuda-check
 	$(BIN)/pytest
+
+# The property-based tests with many more examples (minutes to hours); failures found are kept in
+# .hypothesis/ and replayed first next time.
+fuzz: install
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/test_fuzz.py
 
 install: deps
 	$(BIN)/pip install --no-build-isolation .
