@@ -3,7 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import vid3d
@@ -367,3 +367,76 @@ def test_meta_tensors_infer_shapes_like_pytorch(op):
         args["tensors"] = [tensor.to("meta") for tensor in args["tensors"]]
     result, reference = OPS[op][0](**args), REFERENCES[op](**args)
     assert result.device.type == "meta" and result.shape == reference.shape and result.dtype == reference.dtype
+
+
+@settings(max_examples=max(10, settings.default.max_examples))
+@given(st.one_of(st.text(max_size=8), st.integers(), st.none(), st.booleans(), st.floats(),
+                 st.sampled_from([b"cpu", ["cpu"], ("torch",), "cpu ", "Torch", "TRITON", torch.device("cpu")])))
+def test_fuzzed_backend_names(name):
+    """Anything but a backend's exact name is refused, by both setters, and changes nothing."""
+    assume(not (isinstance(name, str) and name in vid3d.BACKENDS))
+    before = vid3d.get_backend()
+    with pytest.raises(ValueError, match=r"unknown vid3d backend"):
+        vid3d.set_backend(name)
+    with pytest.raises(ValueError, match=r"unknown vid3d backend"), vid3d.backend(name):
+        pass
+    assert vid3d.get_backend() == before
+
+
+# The native kernels behind the CPU backend, called directly with inconsistent arguments (as
+# torch.ops.vid3d_native.* can be): they must raise, never crash or write out of bounds. Run in a
+# child process, so that a crash fails this test instead of ending the session.
+NATIVE_FUZZ = r"""
+import sys, torch, vid3d
+import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
+
+native = torch.ops.vid3d_native
+sizes = st.lists(st.integers(0, 5), min_size=5, max_size=5)
+ints = st.lists(st.integers(-2, 3), min_size=2, max_size=4)
+
+@settings(max_examples=int(sys.argv[1]), derandomize=True, deadline=None, database=None)
+@given(sizes, sizes, sizes, st.one_of(st.none(), st.lists(st.integers(0, 5), max_size=2)), ints, ints, ints,
+       st.sampled_from([torch.float32, torch.float64, torch.int32]))
+def depthwise(x_shape, w_shape, out_shape, bias_shape, stride, padding, dilation, out_dtype):
+    x, w = torch.randn(x_shape), torch.randn(w_shape)
+    out = torch.zeros(out_shape, dtype=out_dtype)
+    bias = None if bias_shape is None else torch.randn(bias_shape)
+    try:
+        native.depthwise_conv3d_forward(x, w, bias, stride, padding, dilation, out, None)
+    except (RuntimeError, TypeError, ValueError, IndexError):
+        return
+    # Accepted: the arguments were consistent after all.
+    expected = F.conv3d(x, w, bias, stride, padding, dilation, groups=x.shape[1])
+    assert torch.allclose(out, expected, atol=1e-4), "accepted an inconsistent call"
+    try:
+        grads = [torch.empty_like(x), torch.empty_like(w), torch.empty(w.shape[0])]
+        native.depthwise_conv3d_backward(torch.randn(out_shape), x, w, stride, padding, dilation, *grads)
+    except (RuntimeError, TypeError, ValueError, IndexError):
+        return
+
+@settings(max_examples=int(sys.argv[1]), derandomize=True, deadline=None, database=None)
+@given(st.lists(sizes, min_size=1, max_size=3), sizes, st.integers(-2, 6))
+def shuffle(shapes, out_shape, groups):
+    inputs, out = [torch.randn(s) for s in shapes], torch.zeros(out_shape)
+    for call in (lambda: native.cat_shuffle3d_forward(inputs, groups, out),
+                 lambda: native.cat_shuffle3d_backward(out, groups, inputs)):
+        try:
+            call()
+        except (RuntimeError, TypeError, ValueError, IndexError):
+            pass
+
+depthwise()
+shuffle()
+print("no crash")
+"""
+
+
+def test_native_kernels_refuse_inconsistent_arguments(tmp_path):
+    import subprocess
+    import sys
+
+    examples = str(settings.default.max_examples)
+    result = subprocess.run([sys.executable, "-c", NATIVE_FUZZ, examples], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0 and "no crash" in result.stdout, (result.returncode, result.stderr[-3000:])

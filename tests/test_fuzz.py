@@ -10,7 +10,7 @@ the dtype and the length of the sums; the shuffles, which only move values, bit 
 
 Profiles (tests/conftest.py): "ci", the default (derandomized, a few minutes in all), and "long"
 (``make fuzz``). Under Triton's interpreter the calls are smaller and fewer: it runs every
-program in NumPy. Examples that once failed are kept in the REGRESSIONS lists at the end.
+program in NumPy. Examples that once failed are kept in REGRESSIONS at the end.
 """
 
 from __future__ import annotations
@@ -63,8 +63,6 @@ class Target:
 
     def examples(self) -> int:
         return max(1, round(settings.default.max_examples * self.limits.share))
-
-
 
 
 # ---------------------------------------------------------------- layouts
@@ -128,6 +126,11 @@ class Call:
 KINKS = {None: (), "relu": (0.0,), "relu6": (0.0, 6.0)}
 
 
+def _grad_output(shape, dtype, call):
+    """The gradient fed to the backward pass: normal values that ``dtype`` holds exactly."""
+    return randn(shape, torch.float64, call.seed + 100).to(dtype)
+
+
 def _grads(output, tensors, wanted, grad_output):
     if not wanted:
         return []
@@ -175,9 +178,8 @@ def check(target: Target, dtype: torch.dtype, call: Call) -> None:
 
 def _check_exact(target, dtype, call, wanted):
     values = [a.values.to(dtype) for a in call.args]
-    grad_seed = call.seed + 100
     expected, expected_grads, grad_output = _reference_run(
-        call, values, wanted, lambda out: randn(out.shape, torch.float64, grad_seed).to(dtype)
+        call, values, wanted, lambda out: _grad_output(out.shape, dtype, call)
     )
     tensors, output, grads = _vid3d_run(target, call, dtype, wanted, grad_output)
     assert output.dtype == dtype and output.device.type == torch.device(target.device).type
@@ -198,13 +200,13 @@ def _check_against_float64(target, dtype, call, wanted):
     # Rounding errors are bounded relative to it, however much the signed sums cancel.
     absolute = [None if v is None else v.abs() for v in values]
     magnitude, magnitude_grads, _ = _reference_run(
-        linear_call, absolute, wanted, lambda out: randn(out.shape, torch.float64, call.seed + 100).to(dtype).double().abs()
+        linear_call, absolute, wanted, lambda out: _grad_output(out.shape, dtype, call).double().abs()
     )
     terms = max(t.numel() for t in values + [magnitude] if t is not None)
     tolerance = rounding_tolerance(dtype, terms)
 
     def grad_output_of(output):
-        grad = randn(output.shape, torch.float64, call.seed + 100).to(dtype).double()
+        grad = _grad_output(output.shape, dtype, call).double()
         if KINKS[activation]:
             # No gradient through outputs that may land on either side of a kink within rounding.
             before = invoke(REFERENCES[call.op], call.op, values, linear_kwargs)
