@@ -211,6 +211,8 @@ def check_conv2plus1d(
                 f"{name} of shape {tuple(weight.shape)} does not fit {channels} input channels: its dim 1 must "
                 f"divide {channels} and the group count {channels} / dim 1 must divide its dim 0",
             )
+        if weight.shape[0] == 0:  # zero groups for F.conv3d
+            _fail(ValueError, op, f"{name} must have at least one output channel, got shape {tuple(weight.shape)}")
         check_kernel_sizes(op, name, weight)
     check_bias(op, "spatial_bias", spatial_bias, mid_channels, input)
     check_bias(op, "temporal_bias", temporal_bias, temporal_weight.shape[0], input)
