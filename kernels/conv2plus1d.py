@@ -9,7 +9,7 @@ import triton
 import triton.language as tl
 
 from ._launch import accumulator, tile_sizes
-from .depthwise_conv3d import _load_tap, _split_position, _tile
+from .depthwise_conv3d import _activate, _load_tap, _split_position, _tile
 
 
 @triton.jit
@@ -40,7 +40,7 @@ def _depthwise_pair_kernel(
         if HAS_SPATIAL_BIAS:
             mid += tl.load(bs_ptr + c, mask=c_ok, other=0.0).to(ACC)[None, :]
         if RELU:
-            mid = tl.maximum(mid, 0.0)
+            mid = _activate(mid, 1)
         mid = tl.where(t_ok[:, None], mid, 0.0)  # frames outside the clip are the temporal zero padding
         acc += mid * tl.load(wt_ptr + c * KT + kt, mask=c_ok, other=0.0).to(ACC)[None, :]
     if HAS_TEMPORAL_BIAS:

@@ -26,10 +26,26 @@ def _tile(positions, channels, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
 
 
 @triton.jit
+def _inside(ti, hi, wi, T, H, W, p_ok):
+    """Which positions (ti, hi, wi) lie inside the input."""
+    return p_ok & (ti >= 0) & (ti < T) & (hi >= 0) & (hi < H) & (wi >= 0) & (wi < W)
+
+
+@triton.jit
 def _load_tap(x_nc, ti, hi, wi, T, H, W, sxt, sxh, sxw, p_ok, c_ok):
     """The [positions, channels] input values at (ti, hi, wi), zero outside the input."""
-    inside = p_ok & (ti >= 0) & (ti < T) & (hi >= 0) & (hi < H) & (wi >= 0) & (wi < W)
+    inside = _inside(ti, hi, wi, T, H, W, p_ok)
     return tl.load(x_nc + (ti * sxt + hi * sxh + wi * sxw)[:, None], mask=inside[:, None] & c_ok[None, :], other=0.0)
+
+
+@triton.jit
+def _activate(x, ACTIVATION: tl.constexpr):
+    """ReLU (1) or ReLU6 (2) of x, keeping NaN as F.relu does (tl.maximum would turn it into 0)."""
+    if ACTIVATION == 1:
+        x = tl.where(x < 0, 0.0, x)
+    if ACTIVATION == 2:
+        x = tl.where(x < 0, 0.0, tl.where(x > 6, 6.0, x))
+    return x
 
 
 @triton.jit
@@ -67,10 +83,7 @@ def _forward_kernel(
                 acc += x.to(ACC) * w.to(ACC)[None, :]
     if HAS_BIAS:
         acc += tl.load(b_ptr + c, mask=c_ok, other=0.0).to(ACC)[None, :]
-    if ACTIVATION == 1:
-        acc = tl.maximum(acc, 0.0)
-    if ACTIVATION == 2:
-        acc = tl.minimum(tl.maximum(acc, 0.0), 6.0)
+    acc = _activate(acc, ACTIVATION)
     y = y_ptr + (n * syn + to * syt + ho * syh + wo * syw)[:, None] + (c * syc)[None, :]
     tl.store(y, acc.to(y_ptr.dtype.element_ty), mask=p_ok[:, None] & c_ok[None, :])
 
@@ -101,10 +114,11 @@ def _input_grad_kernel(
                 num_w = wi + PW - kw * DW
                 wo = num_w // SW
                 ok = p_ok & t_ok & h_ok & (num_w >= 0) & (num_w % SW == 0) & (wo < Wo)
-                g = tl.load(g_nc + (to * sgt + ho * sgh + wo * sgw)[:, None], mask=ok[:, None] & c_ok[None, :],
-                            other=0.0)
+                ok = ok[:, None] & c_ok[None, :]
+                g = tl.load(g_nc + (to * sgt + ho * sgh + wo * sgw)[:, None], mask=ok, other=0.0)
                 w = tl.load(w_ptr + c * (KT * KH * KW) + ((kt * KH + kh) * KW + kw), mask=c_ok, other=0.0)
-                acc += g.to(ACC) * w.to(ACC)[None, :]
+                # Only the terms that exist: 0 * Inf would add NaN where PyTorch adds nothing.
+                acc += tl.where(ok, g.to(ACC) * w.to(ACC)[None, :], 0.0)
     dx = dx_ptr + (n * sdn + ti * sdt + hi * sdh + wi * sdw)[:, None] + (c * sdc)[None, :]
     tl.store(dx, acc.to(dx_ptr.dtype.element_ty), mask=p_ok[:, None] & c_ok[None, :])
 
@@ -138,7 +152,8 @@ def _param_grad_kernel(
                     wi = wo * SW - PW + kw * DW
                     x = _load_tap(x_nc, ti, hi, wi, T, H, W, sxt, sxh, sxw, p_ok, c_ok)
                     tap = (kt * KH + kh) * KW + kw
-                    part = tl.sum(g * x.to(ACC), axis=0)
+                    inside = _inside(ti, hi, wi, T, H, W, p_ok)[:, None]
+                    part = tl.sum(tl.where(inside, g * x.to(ACC), 0.0), axis=0)  # no 0 * Inf terms
                     tl.store(dw_part_ptr + (tile * (KT * KH * KW) + tap) * C + c, part, mask=c_ok)
 
 

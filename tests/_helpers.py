@@ -1,4 +1,6 @@
-"""Test helpers: layouts to test and the relative-error check against a float64 reference."""
+"""Test helpers: the backends and layouts to test, the relative-error checks against a float64
+reference, the ops' PyTorch references, and model-level checks (same function and gradients,
+BatchNorms with non-trivial statistics)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import vid3d
 from vid3d import ops
@@ -87,7 +90,7 @@ def check_depthwise(case, layout, dtype, backend, with_bias=True, device="cpu"):
     grad = randn(ref.shape, torch.float64, 3)
     ref_grads = torch.autograd.grad(ref, leaves64, grad)
 
-    x = make_layout(x64.to(dtype), layout).to(device).requires_grad_()
+    x = make_layout(x64.to(device=device, dtype=dtype), layout).requires_grad_()  # the layout made on the device
     w = w64.to(device=device, dtype=dtype).requires_grad_()
     b = b64.to(device=device, dtype=dtype).requires_grad_() if with_bias else None
     leaves = [t for t in (x, w, b) if t is not None]
@@ -100,6 +103,44 @@ def check_depthwise(case, layout, dtype, backend, with_bias=True, device="cpu"):
     grads = torch.autograd.grad(y, leaves, grad.to(device=device, dtype=dtype))
     for name, g, r in zip(("grad_input", "grad_weight", "grad_bias"), grads, ref_grads):
         assert_close(g.cpu(), r, dtype, name)
+
+
+def assert_same_function(model: nn.Module, reference: nn.Module, x: torch.Tensor, dtype=torch.float64) -> None:
+    """model(x) against reference(x): the output and the gradients of x and of every parameter, matched by name."""
+    inputs = [x.clone().requires_grad_(), x.clone().requires_grad_()]
+    outputs = [model(inputs[0]), reference(inputs[1])]
+    assert_close(outputs[0], outputs[1], dtype, "output")
+    params = [dict(m.named_parameters()) for m in (model, reference)]
+    assert params[0].keys() == params[1].keys()
+    names = list(params[1])
+    grad = randn(outputs[1].shape, torch.float64, 1234).to(dtype)
+    grads = [torch.autograd.grad(out, [inp, *(p[n] for n in names)], grad)
+             for out, inp, p in zip(outputs, inputs, params)]
+    for name, actual, expected in zip(["input", *names], *grads):
+        assert_close(actual, expected, dtype, f"gradient of {name}")
+
+
+def randomize_batch_norms(model: nn.Module, seed: int) -> nn.Module:
+    """Random running statistics and affine parameters in every BatchNorm, so that folding one is no no-op."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                channels = module.num_features
+                module.running_mean.copy_(torch.randn(channels, generator=gen))
+                module.running_var.copy_(torch.rand(channels, generator=gen) + 0.5)
+                if module.affine:
+                    module.weight.copy_(torch.rand(channels, generator=gen) + 0.5)
+                    module.bias.copy_(torch.randn(channels, generator=gen))
+    return model
+
+
+def spy_kernels(monkeypatch) -> list:
+    """The names of the kernel sets the ops look up from now on (one per op call that runs vid3d's kernels)."""
+    calls = []
+    real = vid3d.ops._kernels.kernels
+    monkeypatch.setattr(vid3d.ops._custom_ops, "kernels", lambda name: calls.append(name) or real(name))
+    return calls
 
 
 # ---------------------------------------------------------------- PyTorch references of the ops

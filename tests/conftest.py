@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, settings
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton
 
+import vid3d
 import vid3d.ops._custom_ops as custom_ops
 
 # Examples are whole convolutions with their backward passes (slow by Hypothesis' standards), and
@@ -41,3 +42,10 @@ def poison_outputs(monkeypatch):
         return out
 
     monkeypatch.setattr(custom_ops, "_new_like", poisoned)
+
+
+@pytest.fixture(params=["cpu", "torch"])
+def vid3d_backend(request):
+    """Runs the test on vid3d's C++ kernels ("cpu") and on the plain PyTorch reference ("torch")."""
+    with vid3d.backend(request.param):
+        yield request.param

@@ -100,3 +100,15 @@ def test_tiny_model_benchmark_end_to_end():
                               clip=(3, 4, 32, 32))
     assert {(r["mode"], r["impl"]) for r in rows} == {(m, i) for m in models.MODES for i in ("torch-eager", "vid3d")}
     assert all(r["clips_per_s"] > 0 and r["mflops"] > 0 for r in rows)
+
+
+def test_tiny_op_benchmark_end_to_end():
+    from vid3d.benchmark import ops
+
+    rows = ops.run_suite(torch.device("cpu"), shapes=[(1, 4, 2, 5, 5)], budget_s=0.0, progress=False)
+    impls = {(r["op"], r["impl"]) for r in rows}
+    assert ("depthwise_conv3d", "vid3d-cpu") in impls and ("cat_shuffle3d", "torch-eager") in impls
+    assert all(r["max_rel_err"] < 1e-5 for r in rows)
+    summary = ops.summarize(rows)
+    assert summary["depthwise_conv3d fwd/ncdhw"] > 0
+    assert "(vid3d-cpu)" in ops.format_table(rows)

@@ -1,4 +1,4 @@
-"""The ``vid3d`` command: ``vid3d info``, ``vid3d bench [models|ops|all]``, ``vid3d plot``, ``vid3d report``."""
+"""The ``vid3d`` command: ``info``, ``bench [models|ops|all]``, ``profile``, ``plot`` and ``report``."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _info(args) -> int:
 def _bench_models(args, device) -> tuple[list[dict], dict]:
     from .benchmark import models
 
-    specs = [models.ModelSpec.parse(text) for text in args.models] if args.models else models.DEFAULT_MODELS
+    specs = args.models or models.DEFAULT_MODELS
     batches = models.default_batches(device)
     if args.batch:
         batches = dict.fromkeys(batches, args.batch)
@@ -35,7 +35,9 @@ def _bench_models(args, device) -> tuple[list[dict], dict]:
 def _bench_ops(args, device) -> tuple[list[dict], dict]:
     from .benchmark import ops
 
-    rows = ops.run_suite(device, budget_s=args.budget, progress=not args.no_progress)
+    from .benchmark.models import DTYPES
+
+    rows = ops.run_suite(device, dtype=DTYPES[args.dtype], budget_s=args.budget, progress=not args.no_progress)
     print(ops.format_table(rows))
     if not any(r["impl"].startswith("vid3d") for r in rows):
         print(f"\nno vid3d backend can run on {device} here (see `vid3d info`); only PyTorch was timed")
@@ -105,6 +107,57 @@ def _report(args) -> int:
     return 0
 
 
+def _model_spec(text: str):
+    """``NAME[:key=value,...]`` as an argparse type: a :class:`vid3d.models.ModelSpec`."""
+    from .models import ModelSpec
+
+    try:
+        return ModelSpec.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _clip_size(text: str) -> tuple[int, ...]:
+    """``CxTxHxW`` -> a 4-tuple of positive ints."""
+    try:
+        size = tuple(int(d) for d in text.lower().split("x"))
+    except ValueError:
+        size = ()
+    if len(size) != 4 or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected CxTxHxW such as 3x16x112x112, got {text!r}")
+    return size
+
+
+def _profile(args) -> int:
+    from . import models
+    from .profile import TABLE_8, profile
+
+    if args.table8:
+        rows = [(name, kwargs, (mflops, mparams)) for name, kwargs, mflops, mparams in TABLE_8]
+    else:
+        rows = [(spec.name, spec.kwargs, None) for spec in args.models]
+    if not rows:
+        print("vid3d profile: name at least one model, or --table8", file=sys.stderr)
+        return 2
+    header = f"{'model':22s} {'kwargs':36s} {'MFLOPs':>9s} {'params (M)':>10s}"
+    header += "   paper: MFLOPs  params (M)" if args.table8 else ""
+    for index, (name, kwargs, paper) in enumerate(rows):
+        try:
+            model = models.create(name, num_classes=args.num_classes, **kwargs)
+        except (TypeError, ValueError) as error:
+            print(f"vid3d profile: {name}: {error}", file=sys.stderr)
+            return 2
+        if index == 0:
+            print(header)
+        counts = profile(model, args.input)
+        shown = ",".join(f"{k}={v}" for k, v in kwargs.items()) or "-"
+        line = f"{name:22s} {shown:36s} {counts['flops'] / 1e6:9.1f} {counts['params'] / 1e6:10.2f}"
+        if paper:
+            line += f"   {paper[0]:13d} {paper[1]:11.2f}"
+        print(line)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vid3d", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -115,11 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("suite", nargs="?", default="models", choices=["models", "ops", "all"],
                        help="models: whole networks (default); ops: the op microbenchmarks; all: both")
     bench.add_argument("--json", metavar="PATH", help="write the record (bench/results schema) and its charts")
-    bench.add_argument("--models", nargs="+", metavar="NAME[:k=v,...]",
+    bench.add_argument("--models", nargs="+", type=_model_spec, metavar="NAME[:k=v,...]",
                        help="models to time, e.g. shufflenetv2:width_mult=0.5 (default: the standard set)")
     bench.add_argument("--batch", type=int, default=0, help="batch size for every mode (default: 8; 32 to train on a GPU)")
     bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                       help="float32, or autocast to bfloat16/float16 (models)")
+                       help="ops: the tensors' dtype; models: float32, or autocast to bfloat16/float16")
     bench.add_argument("--mode", default="both", choices=["infer", "train", "both"], help="models: which modes")
     bench.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                        help="also time torch.compile of the PyTorch model (default: on a GPU only)")
@@ -128,6 +181,19 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--cpu", action="store_true", help="time the CPU even when a GPU is present")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench.set_defaults(run=_bench)
+    prof = commands.add_parser(
+        "profile", help="multiply-adds and parameters of models, counted as the Efficient-3DCNNs paper did",
+        description="Print MFLOPs (multiply-adds) and parameters for each model, counted as the "
+                    "Efficient-3DCNNs paper counted them (its Table 8 with --table8).")
+    prof.add_argument("models", nargs="*", type=_model_spec, metavar="MODEL",
+                      help="a name from vid3d.models.list_models(), optionally with keywords: "
+                           "shufflenet:groups=3,width_mult=0.5")
+    prof.add_argument("--input", type=_clip_size, default=(3, 16, 112, 112), metavar="CxTxHxW",
+                      help="clip size without the batch (default: 3x16x112x112)")
+    prof.add_argument("--num-classes", type=int, default=600, help="classes of the head (default: 600)")
+    prof.add_argument("--table8", action="store_true",
+                      help="profile the models of the paper's Table 8 and show its numbers beside")
+    prof.set_defaults(run=_profile)
     plot = commands.add_parser("plot", help="write the charts of benchmark records next to them")
     plot.add_argument("records", nargs="+", metavar="RECORD.json")
     plot.set_defaults(run=_plot)

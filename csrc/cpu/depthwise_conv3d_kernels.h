@@ -605,6 +605,123 @@ void forward_planes_in_vectors(const DepthwiseConv3dParams& p, const scalar_t* i
 }
 #endif
 
+// The backward of one (n, c) volume for any strides, summing only the terms that lie inside the
+// input and the output (as PyTorch does: no zero padding that could meet an Inf): the input
+// gradient is scattered from each output row into a per-volume buffer, the weight and bias
+// gradients are summed per tap and output column, then per volume into double. Unit: the input
+// is read with unit steps along W (W stride times the stride along W is 1).
+template <bool Unit, typename scalar_t, typename acc_t>
+struct ExactVolumeBackward {
+  const DepthwiseConv3dParams& p;
+  const TapRanges taps;
+  const bool want_dx, want_dw, want_db;
+  std::vector<acc_t> dx, lanes, bias_lane, go_row;  // per volume; per tap and wo; per wo; one row
+
+  ExactVolumeBackward(const DepthwiseConv3dParams& p_, bool dx_, bool dw_, bool db_)
+      : p(p_), taps(p_), want_dx(dx_), want_dw(dw_), want_db(db_),
+        dx(dx_ ? p_.in_size[0] * p_.in_size[1] * p_.in_size[2] : 0),
+        lanes(dw_ ? taps_of(p_) * p_.out_size[2] : 0), bias_lane(db_ ? p_.out_size[2] : 0), go_row(p_.out_size[2]) {}
+
+  // Writes the input gradient of volume (n, c) and adds its weight and bias gradients to dw, db.
+  void run(const scalar_t* grad_output, const scalar_t* input, const acc_t* weight, scalar_t* grad_input,
+           int64_t n, int64_t c, double* dw, double* db) {
+    const int64_t KT = p.kernel[0], KH = p.kernel[1], KW = p.kernel[2], ntaps = taps_of(p);
+    const int64_t T = p.in_size[0], H = p.in_size[1], W = p.in_size[2];
+    const int64_t To = p.out_size[0], Ho = p.out_size[1], Wo = p.out_size[2];
+    const int64_t sw = p.stride[2];
+    const int64_t* xs = p.input_strides;
+    const int64_t* gs = p.output_strides;
+    const int64_t x_step = sw * xs[4];
+    const acc_t* w_c = weight + c * ntaps;
+    const scalar_t* x_nc = input + n * xs[0] + c * xs[1];
+    const scalar_t* g_nc = grad_output + n * gs[0] + c * gs[1];
+    std::fill(dx.begin(), dx.end(), acc_t(0));
+    std::fill(lanes.begin(), lanes.end(), acc_t(0));
+    std::fill(bias_lane.begin(), bias_lane.end(), acc_t(0));
+    for (int64_t to = 0; to < To; ++to) {
+      for (int64_t ho = 0; ho < Ho; ++ho) {
+        const scalar_t* g_src = g_nc + to * gs[2] + ho * gs[3];
+        for (int64_t wo = 0; wo < Wo; ++wo) go_row[wo] = static_cast<acc_t>(g_src[wo * gs[4]]);
+        if (want_db) {
+          for (int64_t wo = 0; wo < Wo; ++wo) bias_lane[wo] += go_row[wo];
+        }
+        for (int64_t kd = 0; kd < KT; ++kd) {
+          const int64_t ti = to * p.stride[0] + taps.shift[0][kd];
+          if (ti < 0 || ti >= T) continue;
+          for (int64_t kh = 0; kh < KH; ++kh) {
+            const int64_t hi = ho * p.stride[1] + taps.shift[1][kh];
+            if (hi < 0 || hi >= H) continue;
+            const scalar_t* x_row = x_nc + ti * xs[2] + hi * xs[3];
+            acc_t* dx_row = want_dx ? dx.data() + (ti * H + hi) * W : nullptr;
+            for (int64_t kw = 0; kw < KW; ++kw) {
+              const int64_t tap = (kd * KH + kh) * KW + kw;
+              const ValidRange r = taps.range[2][kw];
+              const int64_t shift = taps.shift[2][kw];
+              if (dx_row) {
+                const acc_t wv = w_c[tap];
+                acc_t* dst = dx_row + shift;
+                if (sw == 1) {
+                  for (int64_t wo = r.lo; wo < r.hi; ++wo) dst[wo] += wv * go_row[wo];
+                } else {
+                  for (int64_t wo = r.lo; wo < r.hi; ++wo) dst[wo * sw] += wv * go_row[wo];
+                }
+              }
+              if (want_dw) {
+                acc_t* lane = lanes.data() + tap * Wo;
+                const scalar_t* src = x_row + shift * xs[4];
+                if constexpr (Unit) {
+                  for (int64_t wo = r.lo; wo < r.hi; ++wo) lane[wo] += go_row[wo] * static_cast<acc_t>(src[wo]);
+                } else {
+                  for (int64_t wo = r.lo; wo < r.hi; ++wo)
+                    lane[wo] += go_row[wo] * static_cast<acc_t>(src[wo * x_step]);
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    if (want_dx) {
+      const int64_t* dxs = p.grad_input_strides;
+      scalar_t* dx_nc = grad_input + n * dxs[0] + c * dxs[1];
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t h = 0; h < H; ++h) {
+          const acc_t* src = dx.data() + (t * H + h) * W;
+          scalar_t* dst = dx_nc + t * dxs[2] + h * dxs[3];
+          for (int64_t w = 0; w < W; ++w) dst[w * dxs[4]] = static_cast<scalar_t>(src[w]);
+        }
+    }
+    for (int64_t tap = 0; tap < (want_dw ? ntaps : 0); ++tap) {
+      const acc_t* lane = lanes.data() + tap * Wo;
+      for (int64_t wo = 0; wo < Wo; ++wo) dw[tap] += lane[wo];
+    }
+    for (int64_t wo = 0; wo < (want_db ? Wo : 0); ++wo) *db += bias_lane[wo];
+  }
+};
+
+// Whether every element of the size[] box at src (element strides s) is finite: x * 0 is 0
+// exactly when x is neither Inf nor NaN.
+template <typename acc_t, typename scalar_t>
+bool box_is_finite(const scalar_t* src, const int64_t* size, const int64_t* s) {
+  using V = vec_t<acc_t>;
+  constexpr int64_t L = kLanes<acc_t>;
+  V lanes{};
+  acc_t rest = 0;
+  for (int64_t t = 0; t < size[0]; ++t)
+    for (int64_t h = 0; h < size[1]; ++h) {
+      const scalar_t* row = src + t * s[0] + h * s[1];
+      int64_t w = 0;
+      if (s[2] == 1) {
+        for (; w + L <= size[2]; w += L) lanes += load<acc_t>(row + w) * acc_t(0);
+      }
+      for (; w < size[2]; ++w) rest += static_cast<acc_t>(row[w * s[2]]) * acc_t(0);
+    }
+  acc_t values[L];
+  std::memcpy(values, &lanes, sizeof lanes);
+  for (int64_t j = 0; j < L; ++j) rest += values[j];
+  return rest == acc_t(0);
+}
+
 // Stride-1 backward. The input gradient is the correlation of the zero-extended output gradient
 // with the flipped kernel; the weight gradient of tap k is the dot product of the output gradient
 // with the padded input shifted by k. Parallel over channels, each reduced by one thread in a
@@ -642,12 +759,24 @@ void backward_planar_unit_stride(const DepthwiseConv3dParams& p, const scalar_t*
     std::vector<acc_t> g_flat(To * g_flat_plane, acc_t(0));
     std::vector<acc_t> flipped(ntaps);
     std::vector<double> dw(ntaps);
+    // The zero padding below meets every tap; with an Inf or NaN there, 0 * Inf would add NaN
+    // where PyTorch adds nothing. Such volumes take the exact (slower) path.
+    ExactVolumeBackward<false, scalar_t, acc_t> exact(p, grad_input != nullptr, grad_weight != nullptr,
+                                                      grad_bias != nullptr);
     for (int64_t c = begin; c < end; ++c) {
       std::reverse_copy(weight + c * ntaps, weight + (c + 1) * ntaps, flipped.begin());
       std::fill(dw.begin(), dw.end(), 0.0);
       double db = 0.0;
+      const int64_t w_size[3] = {1, 1, ntaps}, w_strides[3] = {0, 0, 1};
+      const bool weight_finite = box_is_finite<acc_t>(weight + c * ntaps, w_size, w_strides);
       for (int64_t n = 0; n < p.batch; ++n) {
         const scalar_t* g_nc = grad_output + n * gs[0] + c * gs[1];
+        const scalar_t* x_nc = input + n * xs[0] + c * xs[1];
+        if (!weight_finite || !box_is_finite<acc_t>(g_nc, p.out_size, gs + 2) ||
+            (grad_weight && !box_is_finite<acc_t>(x_nc, p.in_size, xs + 2))) {
+          exact.run(grad_output, input, weight, grad_input, n, c, dw.data(), &db);
+          continue;
+        }
         if (grad_input) {
           g_pad.fill(g_nc, p.out_size, gs + 2);
           scalar_t* dx_nc = grad_input + n * dxs[0] + c * dxs[1];
@@ -666,7 +795,7 @@ void backward_planar_unit_stride(const DepthwiseConv3dParams& p, const scalar_t*
           for (int64_t i = 0; i < To * g_flat_plane; ++i) db += g_flat[i];
         }
         if (!grad_weight) continue;
-        x_pad.fill(input + n * xs[0] + c * xs[1], p.in_size, xs + 2);
+        x_pad.fill(x_nc, p.in_size, xs + 2);
         for (int64_t to = 0; to < To; ++to) {
           const acc_t* g_plane = g_flat.data() + to * g_flat_plane;
           const acc_t* x_plane = x_pad.data.data() + to * x_pad.plane;
@@ -679,100 +808,22 @@ void backward_planar_unit_stride(const DepthwiseConv3dParams& p, const scalar_t*
   });
 }
 
-// Backward for non-unit strides: scatters each output gradient row into the input gradient.
-// Parallel over channels so each channel's weight gradient is reduced by one thread in a
-// fixed order: the result does not depend on the thread count.
+// Backward for any strides: each volume by ExactVolumeBackward, in parallel over channels, each
+// channel's sums over the batch in a fixed order.
 template <bool Unit, typename scalar_t, typename acc_t>
 void backward_planar(const DepthwiseConv3dParams& p, const scalar_t* grad_output,
                      const scalar_t* input, const acc_t* weight, scalar_t* grad_input,
                      double* grad_weight, double* grad_bias) {
-  const TapRanges taps(p);
-  const int64_t KT = p.kernel[0], KH = p.kernel[1], KW = p.kernel[2];
   const int64_t ntaps = taps_of(p);
-  const int64_t T = p.in_size[0], H = p.in_size[1], W = p.in_size[2];
-  const int64_t To = p.out_size[0], Ho = p.out_size[1], Wo = p.out_size[2];
-  const int64_t sw = p.stride[2];
-  const int64_t* xs = p.input_strides;
-  const int64_t* gs = p.output_strides;
-  const int64_t* dxs = p.grad_input_strides;
-  const int64_t x_step = sw * xs[4];
-  const int64_t volume = p.batch * To * Ho * Wo * ntaps;
-
+  const int64_t volume = p.batch * p.out_size[0] * p.out_size[1] * p.out_size[2] * ntaps;
   at::parallel_for(0, p.channels, grain_for(volume), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> dx(grad_input ? T * H * W : 0);
-    std::vector<acc_t> lanes(grad_weight ? ntaps * Wo : 0);  // per tap, per wo partial sums
-    std::vector<acc_t> bias_lane(grad_bias ? Wo : 0);
-    std::vector<acc_t> go_row(Wo);
+    ExactVolumeBackward<Unit, scalar_t, acc_t> exact(p, grad_input != nullptr, grad_weight != nullptr,
+                                                     grad_bias != nullptr);
     std::vector<double> dw(ntaps);
     for (int64_t c = begin; c < end; ++c) {
-      const acc_t* w_c = weight + c * ntaps;
       std::fill(dw.begin(), dw.end(), 0.0);
       double db = 0.0;
-      for (int64_t n = 0; n < p.batch; ++n) {
-        const scalar_t* x_nc = input + n * xs[0] + c * xs[1];
-        const scalar_t* g_nc = grad_output + n * gs[0] + c * gs[1];
-        std::fill(dx.begin(), dx.end(), acc_t(0));
-        std::fill(lanes.begin(), lanes.end(), acc_t(0));
-        std::fill(bias_lane.begin(), bias_lane.end(), acc_t(0));
-        for (int64_t to = 0; to < To; ++to) {
-          for (int64_t ho = 0; ho < Ho; ++ho) {
-            const scalar_t* g_src = g_nc + to * gs[2] + ho * gs[3];
-            for (int64_t wo = 0; wo < Wo; ++wo) go_row[wo] = static_cast<acc_t>(g_src[wo * gs[4]]);
-            if (grad_bias) {
-              for (int64_t wo = 0; wo < Wo; ++wo) bias_lane[wo] += go_row[wo];
-            }
-            for (int64_t kd = 0; kd < KT; ++kd) {
-              const int64_t ti = to * p.stride[0] + taps.shift[0][kd];
-              if (ti < 0 || ti >= T) continue;
-              for (int64_t kh = 0; kh < KH; ++kh) {
-                const int64_t hi = ho * p.stride[1] + taps.shift[1][kh];
-                if (hi < 0 || hi >= H) continue;
-                const scalar_t* x_row = x_nc + ti * xs[2] + hi * xs[3];
-                acc_t* dx_row = grad_input ? dx.data() + (ti * H + hi) * W : nullptr;
-                for (int64_t kw = 0; kw < KW; ++kw) {
-                  const int64_t tap = (kd * KH + kh) * KW + kw;
-                  const ValidRange r = taps.range[2][kw];
-                  const int64_t shift = taps.shift[2][kw];
-                  if (dx_row) {
-                    const acc_t wv = w_c[tap];
-                    acc_t* dst = dx_row + shift;
-                    if (sw == 1) {
-                      for (int64_t wo = r.lo; wo < r.hi; ++wo) dst[wo] += wv * go_row[wo];
-                    } else {
-                      for (int64_t wo = r.lo; wo < r.hi; ++wo) dst[wo * sw] += wv * go_row[wo];
-                    }
-                  }
-                  if (grad_weight) {
-                    acc_t* lane = lanes.data() + tap * Wo;
-                    const scalar_t* src = x_row + shift * xs[4];
-                    if constexpr (Unit) {
-                      for (int64_t wo = r.lo; wo < r.hi; ++wo)
-                        lane[wo] += go_row[wo] * static_cast<acc_t>(src[wo]);
-                    } else {
-                      for (int64_t wo = r.lo; wo < r.hi; ++wo)
-                        lane[wo] += go_row[wo] * static_cast<acc_t>(src[wo * x_step]);
-                    }
-                  }
-                }
-              }
-            }
-          }
-        }
-        if (grad_input) {
-          scalar_t* dx_nc = grad_input + n * dxs[0] + c * dxs[1];
-          for (int64_t t = 0; t < T; ++t)
-            for (int64_t h = 0; h < H; ++h) {
-              const acc_t* src = dx.data() + (t * H + h) * W;
-              scalar_t* dst = dx_nc + t * dxs[2] + h * dxs[3];
-              for (int64_t w = 0; w < W; ++w) dst[w * dxs[4]] = static_cast<scalar_t>(src[w]);
-            }
-        }
-        for (int64_t tap = 0; tap < (grad_weight ? ntaps : 0); ++tap) {
-          const acc_t* lane = lanes.data() + tap * Wo;
-          for (int64_t wo = 0; wo < Wo; ++wo) dw[tap] += lane[wo];
-        }
-        for (int64_t wo = 0; wo < (grad_bias ? Wo : 0); ++wo) db += bias_lane[wo];
-      }
+      for (int64_t n = 0; n < p.batch; ++n) exact.run(grad_output, input, weight, grad_input, n, c, dw.data(), &db);
       if (grad_weight) std::copy(dw.begin(), dw.end(), grad_weight + c * ntaps);
       if (grad_bias) grad_bias[c] = db;
     }

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 import vid3d
+from vid3d.models import ModelSpec
 
 from .timing import geomean, measure
 
@@ -33,44 +33,14 @@ MODES = ("infer", "train")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    kwargs: dict = field(default_factory=dict)
-
-    def label(self) -> str:
-        args = ",".join(f"{k}={v}" for k, v in self.kwargs.items())
-        return f"{self.name}({args})" if args else self.name
-
-    @classmethod
-    def parse(cls, text: str) -> ModelSpec:
-        """``name`` or ``name:key=value,key=value`` (values parsed as int, float, or kept as text)."""
-        name, _, args = text.partition(":")
-        kwargs = {}
-        for item in filter(None, args.split(",")):
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ValueError(f"model argument {item!r} in {text!r} is not key=value")
-            kwargs[key.strip()] = _parse_value(value.strip())
-        return cls(name.strip(), kwargs)
-
-
-def _parse_value(value: str):
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
-
-
-# The issue's default set: the efficient models of the papers at width 1.0, and ResNet-18.
+# The default set: the efficient models of the Efficient-3DCNNs paper at width 1.0, and the
+# ResNet-18 it compares them with (its 3D-ResNets-PyTorch 2018 model, shortcut A).
 DEFAULT_MODELS = (
     ModelSpec("shufflenetv2", {"width_mult": 1.0}),
     ModelSpec("mobilenetv2", {"width_mult": 1.0}),
     ModelSpec("shufflenet", {"groups": 3, "width_mult": 1.0}),
     ModelSpec("squeezenet", {"version": 1.1}),
-    ModelSpec("resnet18"),
+    ModelSpec("efficient_resnet18", {"shortcut_type": "A"}),
 )
 
 
@@ -81,10 +51,8 @@ def default_batches(device: torch.device) -> dict[str, int]:
 
 def create_model(spec: ModelSpec, device: torch.device) -> torch.nn.Module:
     """The model of ``spec`` with the benchmark's class count, on ``device``."""
-    from vid3d import models
-
     kwargs = {"num_classes": NUM_CLASSES, **spec.kwargs}
-    return models.create(spec.name, **kwargs).to(device)
+    return vid3d.models.create(spec.name, **kwargs).to(device)
 
 
 def _mflops(model: torch.nn.Module, clip) -> float:
