@@ -86,40 +86,17 @@ def _with_special_values(tensor, seed):
 
 CONVOLUTIONS = ["depthwise_conv3d", "conv2plus1d-depthwise", "conv2plus1d-dense"]
 
-# Kernel bugs found here (csrc/cpu and kernels/ are not changed by this test work); each has a
-# minimal reproducer below.
-ZERO_TIMES_NONFINITE = (
-    "the depthwise backward multiplies grad_output's out-of-range (zero) entries with the weight "
-    "(input gradient) or the input (weight gradient, CPU): 0 * Inf gives NaN where PyTorch adds nothing"
-)
-RELU_DROPS_NAN = "Triton's fused ReLU/ReLU6 (tl.maximum) turns NaN into 0; F.relu keeps NaN"
-
-
-def known_kernel_bug(backend, name, role):
-    """Why this NaN/Inf case fails on this backend, or None. The cases are deterministic."""
-    if backend == "cpu" and name == "conv2plus1d-depthwise" and role in ("input", "weight"):
-        return ZERO_TIMES_NONFINITE
-    if backend == "triton" and name == "depthwise_conv3d" and role == "weight":
-        return ZERO_TIMES_NONFINITE
-    if backend == "triton" and name == "conv2plus1d-depthwise":  # the fused kernel's ReLU in the middle
-        return RELU_DROPS_NAN if role == "bias" else RELU_DROPS_NAN + "; and " + ZERO_TIMES_NONFINITE
-    return None
-
-
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 @pytest.mark.parametrize("name, role", [(name, role) for name in CALLS for role in ROLES[name]],
                          ids=lambda value: value)
 @pytest.mark.parametrize("backend, device", backend_params())
-def test_nan_and_inf_propagate_like_pytorch(backend, device, name, role, dtype, request):
+def test_nan_and_inf_propagate_like_pytorch(backend, device, name, role, dtype):
     """Same NaN and Inf positions (and Inf signs) as PyTorch in the output and every gradient;
     the finite values agree.
 
     A non-finite weight is tested without padding: where its taps meet the padding, PyTorch's own
     answer depends on the algorithm (its float64 CPU path multiplies the padding's zeros, 0 * Inf
     = NaN; its float32 oneDNN path skips them), and so does vid3d's."""
-    bug = known_kernel_bug(backend, name, role)
-    if bug is not None:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=bug))
     tensors = make_tensors(name, dtype, device)
     changes = dict(padding=0) if role == "weight" else {}
     for seed in range(3):
@@ -152,18 +129,18 @@ NONFINITE_CASES = {
 
 @pytest.mark.parametrize("grad_of", NONFINITE_CASES)
 @pytest.mark.parametrize("backend, device", backend_params())
-def test_gradients_add_no_out_of_range_terms(backend, device, grad_of, request):
-    if (backend, grad_of) in (("cpu", "weight"), ("cpu", "input"), ("triton", "input")):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=ZERO_TIMES_NONFINITE))
+def test_gradients_add_no_out_of_range_terms(backend, device, grad_of):
+    """Found by the test above: the backward multiplied grad_output's out-of-range (zero) entries
+    with the weight (input gradient; CPU and Triton) or the input (weight gradient; CPU), and
+    0 * Inf gave NaN where PyTorch adds nothing."""
     x, w = (torch.tensor(v, dtype=torch.float64, device=device).view(1, 1, 1, 1, -1) for v in NONFINITE_CASES[grad_of])
     torch.testing.assert_close(_gradient(backend, grad_of, x, w), _gradient(None, grad_of, x, w))
 
 
 @pytest.mark.parametrize("activation", ["relu", "relu6"])
 @pytest.mark.parametrize("backend, device", backend_params())
-def test_activation_keeps_nan(backend, device, activation, request):
-    if backend == "triton":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=RELU_DROPS_NAN))
+def test_activation_keeps_nan(backend, device, activation):
+    """Found by the NaN/Inf test: Triton's fused ReLU/ReLU6 (tl.maximum) turned NaN into 0."""
     nan, one = (torch.full((1, 1, 1, 1, 1), v, dtype=torch.float64, device=device) for v in (float("nan"), 1.0))
     with vid3d.backend(backend):
         assert ops.depthwise_conv3d(nan, one, activation=activation).isnan().all()
