@@ -40,7 +40,7 @@ SHUFFLE_DTYPES = FLOAT_DTYPES + (torch.uint8, torch.int8, torch.int32, torch.int
 class Limits:
     """How large the drawn calls of a target get, and its share of the profile's examples."""
 
-    batch: int  # N in 0..batch
+    batch: int  # N in 0..batch (see batches)
     channels: int  # C in 1..channels (each tensor of a concatenation, each stage of a (2+1)D conv)
     extra: int  # T, H, W at most this much above the smallest size the kernel allows
     taps: int  # kt * kh * kw at most
@@ -285,6 +285,12 @@ def geometries(draw, limits: Limits):
     return [a.size for a in drawn], [a.kernel for a in drawn], kwargs
 
 
+def batches(limits: Limits):
+    """N: 1..batch, and 0 (an empty batch) one time in ten or so; plain integers would draw their
+    lower bound far more often."""
+    return st.sampled_from([*range(1, limits.batch + 1)] * 3 + [0])
+
+
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
@@ -292,7 +298,7 @@ def _divisors(n: int) -> list[int]:
 @st.composite
 def depthwise_calls(draw, limits: Limits):
     sizes, kernel, kwargs = draw(geometries(limits))
-    n, c = draw(st.integers(0, limits.batch)), draw(st.integers(1, limits.channels))
+    n, c = draw(batches(limits)), draw(st.integers(1, limits.channels))
     seed = draw(st.integers(0, 2**20))
     grad = lambda: draw(st.booleans())  # noqa: E731
     args = (
@@ -308,7 +314,7 @@ def depthwise_calls(draw, limits: Limits):
 def conv2plus1d_calls(draw, limits: Limits):
     """Stages of every kind: depthwise pairs (Triton fuses them), grouped, dense, channel multipliers."""
     sizes, (kt, kh, kw), kwargs = draw(geometries(limits))
-    n, c_in = draw(st.integers(0, limits.batch)), draw(st.integers(1, limits.channels))
+    n, c_in = draw(batches(limits)), draw(st.integers(1, limits.channels))
     if draw(st.booleans()):  # a depthwise pair
         spatial_groups, c_mid, temporal_groups, c_out = c_in, c_in, c_in, c_in
     else:
@@ -342,7 +348,7 @@ def _shuffle_values(shape, dtype, seed):
 
 @st.composite
 def shuffle_calls(draw, limits: Limits, dtype, concatenate: bool):
-    n = draw(st.integers(0, limits.batch))
+    n = draw(batches(limits))
     sizes = draw(st.tuples(*[st.integers(1, limits.extra + 1)] * 3))
     channels = draw(st.lists(st.integers(1, limits.channels), min_size=1, max_size=4 if concatenate else 1))
     groups = draw(st.sampled_from(_divisors(sum(channels))))
