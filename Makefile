@@ -9,19 +9,24 @@ MAX_JOBS ?= 2
 export MAX_JOBS
 
 BIN := $(VENV)/bin
-DEPS := triton numpy ninja pytest pytest-benchmark tqdm matplotlib "setuptools>=77" wheel
+DEPS := triton numpy ninja pytest pytest-benchmark hypothesis tqdm matplotlib "setuptools>=77" wheel
 CUDA_FILES := $(wildcard csrc/cuda/*.cu)
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 CUDA_HOME ?= /usr/local/cuda
 CUDA_ARCHS := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 
-.PHONY: demo test install deps cuda-check cuda-resources clean
+.PHONY: demo test fuzz install deps cuda-check cuda-resources clean
 
 demo: install
 	$(BIN)/vid3d bench
 
 test: install cuda-check
 	$(BIN)/pytest
+
+# The property-based tests with many more examples (minutes to hours); failures found are kept in
+# .hypothesis/ and replayed first next time.
+fuzz: install
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/test_fuzz.py
 
 install: deps
 	$(BIN)/pip install --no-build-isolation .

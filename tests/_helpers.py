@@ -1,19 +1,39 @@
-"""Test helpers: layouts to test, the relative-error check against a float64 reference, and
-model-level checks (same function and gradients, BatchNorms with non-trivial statistics)."""
+"""Test helpers: the backends and layouts to test, the relative-error checks against a float64
+reference, the ops' PyTorch references, and model-level checks (same function and gradients,
+BatchNorms with non-trivial statistics)."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import vid3d
 from vid3d import ops
+from vid3d.ops._kernels import unavailable_reason
 
 # Relative-norm tolerances against a float64 reference.
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 1e-2}
 
 LAYOUTS = ("ncdhw", "channels_last_3d", "strided", "permuted")
+
+
+def backend_params() -> list:
+    """(backend, device) of each of vid3d's own kernel sets, as pytest params, skipped where not
+    usable here: the CPU kernels; Triton on the GPU, else under its interpreter on the CPU (see
+    conftest.py); the CUDA kernels."""
+    gpu = torch.cuda.is_available()
+    params = []
+    for backend, device in (("cpu", "cpu"), ("triton", "cuda" if gpu else "cpu"), ("cuda", "cuda")):
+        reason = "no CUDA device" if device == "cuda" and not gpu else unavailable_reason(backend, torch.device(device))
+        params.append(pytest.param(
+            backend, device, id=f"{backend}-{device}",
+            marks=pytest.mark.skipif(reason is not None, reason=f"{backend} on {device}: {reason}"),
+        ))
+    return params
 
 
 def make_layout(x: torch.Tensor, layout: str) -> torch.Tensor:
@@ -42,6 +62,15 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtyp
     assert torch.isfinite(actual).all(), f"{what}: non-finite values (an element was not written?)"
     err = rel_err(actual, expected)
     assert err <= TOLERANCE[dtype], f"{what}: relative error {err:.3g} > {TOLERANCE[dtype]:g}"
+
+
+def rounding_tolerance(dtype: torch.dtype, terms: int) -> float:
+    """Norm-wise error bound, relative to the magnitude of a result (the same sums over absolute
+    values), of a result in ``dtype`` accumulated in float32 (float64 for float64) over at most
+    ``terms`` terms: a few roundings to ``dtype`` (inputs of a later stage, the output) plus the
+    accumulation's error, which grows like sqrt(terms) for rounding errors of random sign."""
+    accumulation = torch.float64 if dtype == torch.float64 else torch.float32
+    return 4 * torch.finfo(dtype).eps + 4 * torch.finfo(accumulation).eps * math.sqrt(max(terms, 1))
 
 
 def randn(shape, dtype, seed, device="cpu"):
@@ -112,3 +141,54 @@ def spy_kernels(monkeypatch) -> list:
     real = vid3d.ops._kernels.kernels
     monkeypatch.setattr(vid3d.ops._custom_ops, "kernels", lambda name: calls.append(name) or real(name))
     return calls
+
+
+# ---------------------------------------------------------------- PyTorch references of the ops
+# Written with F.conv3d and F.channel_shuffle only, independent of vid3d (its "torch" backend included).
+
+
+def _triple(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * 3
+
+
+# Each takes the arguments of its op, by the same names.
+
+
+def reference_depthwise_conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, activation=None):
+    y = F.conv3d(input, weight, bias, stride, padding, dilation, groups=input.shape[1])
+    if activation == "relu":
+        return F.relu(y)
+    return F.relu6(y) if activation == "relu6" else y
+
+
+def reference_conv2plus1d(input, spatial_weight, temporal_weight, spatial_bias=None, temporal_bias=None, stride=1,
+                          padding=0, dilation=1, mid_activation=None):
+    """Two F.conv3d calls: (1, kh, kw) over H and W, then (kt, 1, 1) over T."""
+    (st, sh, sw), (dt, dh, dw) = _triple(stride), _triple(dilation)
+    kernel = (temporal_weight.shape[2], spatial_weight.shape[3], spatial_weight.shape[4])
+    if padding == "same":
+        padding = tuple(d * (k - 1) // 2 for k, d in zip(kernel, (dt, dh, dw)))
+    pt, ph, pw = (0, 0, 0) if padding == "valid" else _triple(padding)
+    mid = F.conv3d(input, spatial_weight, spatial_bias, (1, sh, sw), (0, ph, pw), (1, dh, dw),
+                   groups=input.shape[1] // spatial_weight.shape[1])
+    if mid_activation == "relu":
+        mid = F.relu(mid)
+    return F.conv3d(mid, temporal_weight, temporal_bias, (st, 1, 1), (pt, 0, 0), (dt, 1, 1),
+                    groups=mid.shape[1] // temporal_weight.shape[1])
+
+
+def reference_cat_shuffle3d(tensors, groups):
+    return F.channel_shuffle(torch.cat(list(tensors), 1), groups)
+
+
+def invoke(fn, op: str, tensors, kwargs):
+    """fn (the vid3d op or its reference) on the tensor arguments, the way ``op`` takes them."""
+    return fn(list(tensors), **kwargs) if op == "cat_shuffle3d" else fn(*tensors, **kwargs)
+
+
+REFERENCES = {
+    "depthwise_conv3d": reference_depthwise_conv3d,
+    "conv2plus1d": reference_conv2plus1d,
+    "channel_shuffle3d": F.channel_shuffle,
+    "cat_shuffle3d": reference_cat_shuffle3d,
+}

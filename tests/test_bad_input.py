@@ -1,11 +1,17 @@
 """Bad arguments raise clear Python errors; valid edge cases (N = 0, 1x1x1 volumes) match PyTorch."""
 
+import inspect
+
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import vid3d
 from vid3d import ops as vops
+
+from _helpers import REFERENCES
 
 WRAPPER_BACKENDS = ["cpu", "torch"]
 F64, META = torch.float64, "meta"
@@ -238,3 +244,206 @@ def test_empty_batch_matches_pytorch(op, backend):
 def test_single_voxel_matches_pytorch(op):
     # T = H = W = 1 with padding 1: only the kernels' centre taps see data.
     check_against_reference(op, 2, (1, 1, 1), torch.float64, "cpu", tol=1e-10)
+
+
+def test_convolutions_need_channels():
+    """Zero channels means zero groups, which F.conv3d refuses: every backend says so clearly.
+    Found by the fuzzing below: conv2plus1d raised ZeroDivisionError, depthwise_conv3d returned an
+    empty result on the "cpu" backend and raised PyTorch's unnamed error on "torch"."""
+    for backend in WRAPPER_BACKENDS:
+        with vid3d.backend(backend):
+            for op in CONV_OPS:
+                with pytest.raises(ValueError, match=rf"vid3d\.ops\.{op}: input must have at least one channel"):
+                    call(op, dict(input=t(2, 0, 5, 6, 7)))
+    # conv2plus1d: neither stage may have zero output channels (the second found by the fuzzing below).
+    for name, weight in (("spatial_weight", t(0, 4, 1, 3, 3)), ("temporal_weight", t(0, 8, 3, 1, 1))):
+        with pytest.raises(ValueError, match=rf"{name} must have at least one output channel"):
+            call("conv2plus1d", {name: weight})
+
+
+# ---------------------------------------------------------------- fuzzed arguments
+# Any argument replaced by anything: a tensor of any rank, size (zeros included), dtype or device,
+# or a value of the wrong kind. The op must raise a ValueError, TypeError or RuntimeError naming
+# itself before any kernel runs, or, where the call is valid after all, agree with PyTorch.
+
+TENSOR_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int32, torch.int64,
+                 torch.uint8, torch.bool, torch.complex64]
+ODD_VALUES = [None, 0, 1, -2, 1.5, float("nan"), True, False, "x", "", "same", "valid", [1.0], (), {}, object(),
+              torch.tensor(1), torch.tensor(1.0), torch.tensor([1, 1, 1])]
+
+
+def any_tensor():
+    return st.builds(
+        lambda shape, dtype, device: torch.ones(shape, dtype=dtype, device=device),
+        st.lists(st.integers(0, 4), max_size=6),
+        st.sampled_from(TENSOR_DTYPES),
+        st.sampled_from(["cpu", "meta"]),
+    )
+
+
+def valid_tensor(shape):
+    """A tensor of the valid shape with another dtype or device, or one of its sizes changed."""
+    changed_size = st.tuples(st.integers(0, len(shape) - 1), st.integers(0, 9)).map(
+        lambda change: t(*shape[: change[0]], change[1], *shape[change[0] + 1:])
+    )
+    other_kind = st.tuples(st.sampled_from(TENSOR_DTYPES), st.sampled_from(["cpu", "meta"])).map(
+        lambda kind: t(*shape, dtype=kind[0], device=kind[1])
+    )
+    return st.one_of(changed_size, other_kind)
+
+
+def triples():
+    ints = st.integers(-3, 4)
+    return st.one_of(ints, st.lists(ints, max_size=4), st.lists(ints, max_size=4).map(tuple),
+                     st.sampled_from(ODD_VALUES + [(1, 1.5, 1), (1, "1", 1), (1, None, 1), "full"]))
+
+
+ARGUMENT_VALUES = {
+    **{name: st.one_of(any_tensor(), st.sampled_from(ODD_VALUES))
+       for name in ("input", "weight", "bias", "spatial_weight", "temporal_weight", "spatial_bias", "temporal_bias")},
+    "stride": triples(), "padding": triples(), "dilation": triples(),
+    "groups": st.one_of(st.integers(-3, 10), st.sampled_from(ODD_VALUES)),
+    "activation": st.sampled_from(ODD_VALUES + ["relu", "relu6", "RELU", "gelu", torch.relu]),
+    "mid_activation": st.sampled_from(ODD_VALUES + ["relu", "relu6", torch.relu]),
+    "tensors": st.one_of(st.lists(st.one_of(any_tensor(), st.sampled_from(ODD_VALUES)), max_size=4),
+                         st.lists(any_tensor(), max_size=4).map(tuple), any_tensor(), st.sampled_from(ODD_VALUES)),
+}
+
+
+@st.composite
+def bad_overrides(draw, op):
+    """Some of op's arguments replaced: by anything, or (tensors) by near misses of the valid ones."""
+    valid = OPS[op][1]()
+    names = draw(st.lists(st.sampled_from(sorted(ARGUMENT_VALUES.keys() & _parameters(op))), min_size=1,
+                          max_size=3, unique=True))
+    overrides = {}
+    for name in names:
+        value = valid.get(name)
+        if isinstance(value, torch.Tensor) and draw(st.booleans()):
+            overrides[name] = draw(valid_tensor(value.shape))
+        elif isinstance(value, list) and draw(st.booleans()):  # one tensor of a concatenation
+            i = draw(st.integers(0, len(value) - 1))
+            overrides[name] = value[:i] + [draw(valid_tensor(value[i].shape))] + value[i + 1:]
+        else:
+            overrides[name] = draw(ARGUMENT_VALUES[name])
+    return overrides
+
+
+def _parameters(op):
+    return set(inspect.signature(OPS[op][0]).parameters)
+
+
+def _plain(value):
+    """Integer-like values (0-d integer tensors) as ints, which F.conv3d takes too."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point():
+        return int(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+FUZZ_BACKENDS = ["auto", "cpu", "torch"]
+
+
+@pytest.mark.parametrize("backend", FUZZ_BACKENDS)
+@pytest.mark.parametrize("op", OPS)
+def test_fuzzed_arguments_raise_or_match_pytorch(op, backend):
+    @given(bad_overrides(op))
+    def raises_or_matches(overrides):
+        args = {**OPS[op][1](), **overrides}
+        try:
+            with vid3d.backend(backend):
+                result = OPS[op][0](**args)
+        except (ValueError, TypeError, RuntimeError) as error:
+            assert str(error).startswith(f"vid3d.ops.{op}: "), f"unclear error: {type(error).__name__}: {error}"
+            return
+        # Accepted: a valid call after all, which PyTorch must accept and agree with.
+        reference = REFERENCES[op](**{name: _plain(value) for name, value in args.items()})
+        assert result.shape == reference.shape and result.dtype == reference.dtype
+        assert result.device == reference.device
+        if result.device.type != "meta":
+            torch.testing.assert_close(result, reference, equal_nan=True)
+
+    raises_or_matches()
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_meta_tensors_infer_shapes_like_pytorch(op):
+    """Found by the fuzzing above: meta input once failed in the autocast query (meta has no autocast)."""
+    args = {name: value.to("meta") if isinstance(value, torch.Tensor) else value for name, value in OPS[op][1]().items()}
+    if op == "cat_shuffle3d":
+        args["tensors"] = [tensor.to("meta") for tensor in args["tensors"]]
+    result, reference = OPS[op][0](**args), REFERENCES[op](**args)
+    assert result.device.type == "meta" and result.shape == reference.shape and result.dtype == reference.dtype
+
+
+@given(st.one_of(st.text(max_size=8), st.integers(), st.none(), st.booleans(), st.floats(),
+                 st.sampled_from([b"cpu", ["cpu"], ("torch",), "cpu ", "Torch", "TRITON", torch.device("cpu")])))
+def test_fuzzed_backend_names(name):
+    """Anything but a backend's exact name is refused, by both setters, and changes nothing."""
+    assume(not (isinstance(name, str) and name in vid3d.BACKENDS))
+    before = vid3d.get_backend()
+    with pytest.raises(ValueError, match=r"unknown vid3d backend"):
+        vid3d.set_backend(name)
+    with pytest.raises(ValueError, match=r"unknown vid3d backend"), vid3d.backend(name):
+        pass
+    assert vid3d.get_backend() == before
+
+
+# The native kernels behind the CPU backend, called directly with inconsistent arguments (as
+# torch.ops.vid3d_native.* can be): they must raise, never crash or write out of bounds. Run in a
+# child process, so that a crash fails this test instead of ending the session.
+NATIVE_FUZZ = r"""
+import sys, torch, vid3d
+import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
+
+native = torch.ops.vid3d_native
+sizes = st.lists(st.integers(0, 5), min_size=5, max_size=5)
+ints = st.lists(st.integers(-2, 3), min_size=2, max_size=4)
+
+@settings(max_examples=int(sys.argv[1]), derandomize=True, deadline=None, database=None)
+@given(sizes, sizes, sizes, st.one_of(st.none(), st.lists(st.integers(0, 5), max_size=2)), ints, ints, ints,
+       st.sampled_from([torch.float32, torch.float64, torch.int32]))
+def depthwise(x_shape, w_shape, out_shape, bias_shape, stride, padding, dilation, out_dtype):
+    x, w = torch.randn(x_shape), torch.randn(w_shape)
+    out = torch.zeros(out_shape, dtype=out_dtype)
+    bias = None if bias_shape is None else torch.randn(bias_shape)
+    try:
+        native.depthwise_conv3d_forward(x, w, bias, stride, padding, dilation, out, None)
+    except (RuntimeError, TypeError, ValueError, IndexError):
+        return
+    # Accepted: the arguments were consistent after all.
+    expected = F.conv3d(x, w, bias, stride, padding, dilation, groups=x.shape[1])
+    assert torch.allclose(out, expected, atol=1e-4), "accepted an inconsistent call"
+    try:
+        grads = [torch.empty_like(x), torch.empty_like(w), torch.empty(w.shape[0])]
+        native.depthwise_conv3d_backward(torch.randn(out_shape), x, w, stride, padding, dilation, *grads)
+    except (RuntimeError, TypeError, ValueError, IndexError):
+        return
+
+@settings(max_examples=int(sys.argv[1]), derandomize=True, deadline=None, database=None)
+@given(st.lists(sizes, min_size=1, max_size=3), sizes, st.integers(-2, 6))
+def shuffle(shapes, out_shape, groups):
+    inputs, out = [torch.randn(s) for s in shapes], torch.zeros(out_shape)
+    for call in (lambda: native.cat_shuffle3d_forward(inputs, groups, out),
+                 lambda: native.cat_shuffle3d_backward(out, groups, inputs)):
+        try:
+            call()
+        except (RuntimeError, TypeError, ValueError, IndexError):
+            pass
+
+depthwise()
+shuffle()
+print("no crash")
+"""
+
+
+def test_native_kernels_refuse_inconsistent_arguments(tmp_path):
+    import subprocess
+    import sys
+
+    examples = str(settings.default.max_examples)
+    result = subprocess.run([sys.executable, "-c", NATIVE_FUZZ, examples], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0 and "no crash" in result.stdout, (result.returncode, result.stderr[-3000:])

@@ -40,7 +40,8 @@ def _native_is_faster(op, tensors, depthwise=True) -> bool:
 def _autocast(*tensors):
     """Cast like autocast casts a convolution's arguments, when autocast is on for their device."""
     device_type = tensors[0].device.type
-    if not torch.is_autocast_enabled(device_type):
+    # Devices without autocast (meta: shape inference) would make the query itself raise.
+    if not torch.amp.is_autocast_available(device_type) or not torch.is_autocast_enabled(device_type):
         return tensors
     dtype = torch.get_autocast_dtype(device_type)
     return tuple(

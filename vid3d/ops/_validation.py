@@ -30,6 +30,12 @@ def check_tensor(op: str, name: str, value, *, dim: int | None = None, floating:
         _fail(TypeError, op, f"{name} must be float32, float64, float16 or bfloat16, got {value.dtype}")
 
 
+def check_has_channels(op: str, input: torch.Tensor) -> None:
+    # A convolution over zero channels has zero groups, which F.conv3d refuses too.
+    if input.shape[1] == 0:
+        _fail(ValueError, op, f"input must have at least one channel, got shape {tuple(input.shape)}")
+
+
 def check_same(op: str, reference_name: str, reference: torch.Tensor, name: str, other: torch.Tensor) -> None:
     if other.device != reference.device:
         _fail(RuntimeError, op, f"{name} is on {other.device} but {reference_name} is on {reference.device}")
@@ -122,6 +128,7 @@ def check_bias(op: str, name: str, bias, channels: int, like: torch.Tensor) -> N
 def check_depthwise_conv3d(op: str, input, weight, bias, stride, padding, dilation):
     """Checks the arguments of depthwise_conv3d; returns (stride, padding, dilation) as 3-tuples."""
     check_tensor(op, "input", input, dim=5, floating=True)
+    check_has_channels(op, input)
     check_tensor(op, "weight", weight, dim=5)
     check_same(op, "input", input, "weight", weight)
     channels = input.shape[1]
@@ -182,6 +189,7 @@ def check_conv2plus1d(
 ):
     """Checks the arguments of conv2plus1d; returns (stride, padding, dilation) as 3-tuples."""
     check_tensor(op, "input", input, dim=5, floating=True)
+    check_has_channels(op, input)
     check_tensor(op, "spatial_weight", spatial_weight, dim=5)
     check_tensor(op, "temporal_weight", temporal_weight, dim=5)
     check_same(op, "input", input, "spatial_weight", spatial_weight)
@@ -196,13 +204,15 @@ def check_conv2plus1d(
         ("temporal_weight", temporal_weight, mid_channels),
     ):
         per_group = weight.shape[1]
-        if per_group < 1 or channels % per_group != 0 or weight.shape[0] % (channels // per_group) != 0:
+        if not 1 <= per_group <= channels or channels % per_group or weight.shape[0] % (channels // per_group):
             _fail(
                 ValueError,
                 op,
                 f"{name} of shape {tuple(weight.shape)} does not fit {channels} input channels: its dim 1 must "
                 f"divide {channels} and the group count {channels} / dim 1 must divide its dim 0",
             )
+        if weight.shape[0] == 0:  # zero groups for F.conv3d
+            _fail(ValueError, op, f"{name} must have at least one output channel, got shape {tuple(weight.shape)}")
         check_kernel_sizes(op, name, weight)
     check_bias(op, "spatial_bias", spatial_bias, mid_channels, input)
     check_bias(op, "temporal_bias", temporal_bias, temporal_weight.shape[0], input)
