@@ -192,3 +192,11 @@ REFERENCES = {
     "channel_shuffle3d": F.channel_shuffle,
     "cat_shuffle3d": reference_cat_shuffle3d,
 }
+
+
+def one_intra_op_thread():
+    """Fixture body: one intra-op thread for the module (small layers; on a shared CPU OpenMP threads mostly wait)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

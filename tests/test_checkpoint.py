@@ -5,17 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from _helpers import one_intra_op_thread
+
 from vid3d import models
 from vid3d.models import load_checkpoint
 from vid3d.models._checkpoint import CheckpointError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+one_thread = pytest.fixture(autouse=True, scope="module")(one_intra_op_thread)
 
 
 def _model(seed: int, **kwargs):

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 import vid3d
 from vid3d import models
 
+from _helpers import one_intra_op_thread
+
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 NUM_CLASSES = 5
 SMALL = (3, 4, 16, 16)
@@ -38,13 +40,7 @@ FORWARD_ONLY = {name for name in models.list_models()
                 if any(name.endswith(str(d)) for d in (152, 200, 264)) or name == "wide_resnet101"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these layers are tiny, and on a shared CPU OpenMP threads mostly wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+one_thread = pytest.fixture(autouse=True, scope="module")(one_intra_op_thread)
 
 
 def small_case(name: str, kwargs: dict | None = None) -> tuple[dict, tuple[int, ...]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from _helpers import one_intra_op_thread
 from torch import nn
 
 import vid3d
@@ -21,12 +23,7 @@ RESNET_PARAMS_FROM_CODE = {"efficient_resnet18": 33_337_880, "efficient_resnet50
                            "efficient_resnet101": 83_697_944}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+one_thread = pytest.fixture(autouse=True, scope="module")(one_intra_op_thread)
 
 
 @pytest.mark.parametrize("name,kwargs,mflops,mparams", TABLE_8,
