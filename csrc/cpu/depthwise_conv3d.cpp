@@ -122,8 +122,7 @@ bool is_channels_last(const at::Tensor& t) {
 
 // Below this many output positions per plane, vectorizing along W wastes most lanes.
 constexpr int64_t kSmallPlane = 64;
-// Outputs this large are written past the caches: they would not stay there anyway, and a plain
-// store first reads each line from memory. Measured on the CPU suite (bench/README.md).
+// Outputs this large would not stay in the caches anyway (see stream_output).
 constexpr int64_t kStreamBytes = int64_t(4) << 20;
 
 // The weight in the accumulation type, laid out as the kernel reads it: [taps][C] for the

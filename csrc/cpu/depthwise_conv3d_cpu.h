@@ -23,8 +23,8 @@ struct DepthwiseConv3dParams {
   int64_t output_strides[5];  // output (forward) or grad_output (backward)
   int64_t grad_input_strides[5];  // backward only
   bool vectorize_channels;  // true: the kernels that vectorize over C; false: those that vectorize along W
-  bool stream_output;       // write the output with cache-bypassing stores (large outputs)
-  // Forward on small planes, read in place: planar layouts with each plane in one float vector
+  bool stream_output;       // a large output: channel-vectorized stores may bypass the caches
+  // Forward on small planes, read in place: planar layouts with each plane in one or two float vectors
   // (planes of at most plane_vector_lanes() positions), or channel vectors with unit C strides.
   bool small_planes;
   ScalarKind scalar;

@@ -115,61 +115,35 @@ inline acc_t* aligned_to_vector(acc_t* p) {
   return reinterpret_cast<acc_t*>((reinterpret_cast<uintptr_t>(p) + bytes - 1) / bytes * bytes);
 }
 
-// A vector store that bypasses the caches, where the destination is vector-aligned: for large
-// outputs, whose lines would otherwise be read from memory before being overwritten.
+// Streaming (cache-bypassing) stores where a vector is a whole cache line (AVX-512): a large
+// output then skips the read of each line before it is overwritten. With narrower vectors the
+// channel-vectorized kernels write lines in parts, and streaming them was slower (bench/README.md).
+#if defined(__x86_64__) && VID3D_VECTOR_BYTES == 64
+constexpr bool kStreamingStores = true;
+
+// A streaming store of v to a vector-aligned y; a plain store elsewhere.
 template <typename acc_t>
 inline void store_streaming(acc_t* y, const vec_t<acc_t>& v) {
-#if defined(__x86_64__)
-  if (reinterpret_cast<uintptr_t>(y) % VID3D_VECTOR_BYTES == 0) {
-    constexpr bool single = std::is_same_v<acc_t, float>;
-#if VID3D_VECTOR_BYTES == 64
-    using native = std::conditional_t<single, __m512, __m512d>;
-#elif VID3D_VECTOR_BYTES == 32
-    using native = std::conditional_t<single, __m256, __m256d>;
-#else
-    using native = std::conditional_t<single, __m128, __m128d>;
-#endif
-    native m;
-    std::memcpy(&m, &v, sizeof m);
-    if constexpr (single) {
-#if VID3D_VECTOR_BYTES == 64
-      _mm512_stream_ps(y, m);
-#elif VID3D_VECTOR_BYTES == 32
-      _mm256_stream_ps(y, m);
-#else
-      _mm_stream_ps(y, m);
-#endif
-    } else {
-#if VID3D_VECTOR_BYTES == 64
-      _mm512_stream_pd(y, m);
-#elif VID3D_VECTOR_BYTES == 32
-      _mm256_stream_pd(y, m);
-#else
-      _mm_stream_pd(y, m);
-#endif
-    }
-    return;
+  if (reinterpret_cast<uintptr_t>(y) % VID3D_VECTOR_BYTES != 0) return store<acc_t>(y, v);
+  if constexpr (std::is_same_v<acc_t, float>) {
+    _mm512_stream_ps(y, (__m512)v);
+  } else {
+    _mm512_stream_pd(y, (__m512d)v);
   }
-#endif
-  store<acc_t>(y, v);
 }
 
 // Orders this thread's streaming stores before what follows.
-inline void finish_streaming() {
-#if defined(__x86_64__)
-  _mm_sfence();
-#endif
+inline void finish_streaming() { _mm_sfence(); }
+#else
+constexpr bool kStreamingStores = false;
+
+template <typename acc_t>
+inline void store_streaming(acc_t* y, const vec_t<acc_t>& v) {
+  store<acc_t>(y, v);
 }
 
-// dst[i] = src[i] for i < n with streaming stores (plain ones for the unaligned ends).
-template <typename acc_t>
-inline void stream_copy(acc_t* dst, const acc_t* src, int64_t n) {
-  constexpr int64_t L = kLanes<acc_t>;
-  int64_t i = 0;
-  for (; i < n && reinterpret_cast<uintptr_t>(dst + i) % VID3D_VECTOR_BYTES != 0; ++i) dst[i] = src[i];
-  for (; i + L <= n; i += L) store_streaming<acc_t>(dst + i, load<acc_t>(src + i));
-  for (; i < n; ++i) dst[i] = src[i];
-}
+inline void finish_streaming() {}
+#endif
 
 // Outputs computed together in registers by the stencil loops (four vectors); the scratch
 // buffers below carry this much slack so a block may run past the end of its segment.
@@ -426,78 +400,86 @@ void forward_planar(const DepthwiseConv3dParams& p, const scalar_t* input, const
     const int64_t start[3] = {0, 0, 0};
     const PlaneStencil<scalar_t, acc_t> stencil(x_pad, p.kernel, p.dilation, p.out_size, p.stride, start);
     std::vector<acc_t> scratch(stencil.scratch_size());
-    // Large outputs with contiguous planes: each plane is assembled here, then streamed out.
-    const int64_t plane_size = p.out_size[1] * p.out_size[2];
-    const bool stream = std::is_same_v<scalar_t, acc_t> && p.stream_output && ys[3] == p.out_size[2] && ys[4] == 1;
-    std::vector<scalar_t> plane(stream ? plane_size : 0);
-    const int64_t plane_strides[2] = {p.out_size[2], 1};
     for (int64_t nc = begin; nc < end; ++nc) {
       const int64_t c = nc % p.channels, n = nc / p.channels;
       x_pad.fill(input + n * xs[0] + c * xs[1], p.in_size, xs + 2);
       const acc_t init = bias ? bias[c] : acc_t(0);
-      for (int64_t to = 0; to < p.out_size[0]; ++to) {
-        scalar_t* y_plane = output + n * ys[0] + c * ys[1] + to * ys[2];
-        if (!stream) {
-          stencil.run(to, weight + c * ntaps, init, scratch.data(), y_plane, ys + 3);
-          continue;
-        }
-        stencil.run(to, weight + c * ntaps, init, scratch.data(), plane.data(), plane_strides);
-        if constexpr (std::is_same_v<scalar_t, acc_t>) stream_copy(y_plane, plane.data(), plane_size);
-      }
+      for (int64_t to = 0; to < p.out_size[0]; ++to)
+        stencil.run(to, weight + c * ntaps, init, scratch.data(), output + n * ys[0] + c * ys[1] + to * ys[2], ys + 3);
     }
-    if (stream) finish_streaming();
   });
 }
 
 // ---------------------------------------------------------------- planes in vectors (tiny planes)
-// When a whole input plane and a whole output plane each fit in one float vector (4x4 planes on
-// AVX-512), a tap (kh, kw) of a plane is one permute with zero-masking of the input plane: no
-// padded copy, no lanes wasted on padding. Needs the ISA's variable permute (AVX2, AVX-512).
+// When a whole input plane and a whole output plane each fit in one or two float vectors (4x4
+// planes: one vector on AVX-512, two on AVX2), a tap (kh, kw) of a plane is a zero-masking
+// two-source permute of the input plane: no padded copy, no lanes wasted on padding. Needs the
+// ISA's variable permute (AVX2, AVX-512).
 
 #if defined(__x86_64__) && (VID3D_VECTOR_BYTES == 64 || VID3D_VECTOR_BYTES == 32)
 #define VID3D_PLANE_PERMUTE 1
 using FloatVec = vec_t<float>;
+constexpr int64_t kPlaneVectors = 2;  // the most vectors a plane may take
 
-// Output lane o takes input lane source[o], or zero where source[o] < 0. Kept as plain arrays
-// (loaded when applied): a std::vector does not keep __m512i members aligned.
+// One output vector of a tap: lane o takes lane source[o] of the input plane's vectors [lo, hi]
+// (source < 2 * kLanes), or zero where source[o] < 0. Kept as plain arrays (loaded when applied):
+// a std::vector does not keep __m512i members aligned.
 struct LanePermute {
   int32_t index[kLanes<float>];
+  // Which input vectors the lanes read (bit 0: lo, bit 1: hi); 0 when every lane is zero.
+  int sources = 0;
 #if VID3D_VECTOR_BYTES == 64
-  __mmask16 keep;
+  __mmask16 keep = 0;
 #else
-  uint32_t keep[kLanes<float>];  // all ones where the lane is kept
+  uint32_t keep[kLanes<float>];     // all ones where the lane is kept
+  uint32_t from_hi[kLanes<float>];  // all ones where the lane reads hi
 #endif
 
   explicit LanePermute(const int32_t* source) {
+    constexpr int64_t L = kLanes<float>;
+    for (int64_t o = 0; o < L; ++o) {
+      const bool kept = source[o] >= 0;
+      index[o] = kept ? source[o] : 0;
+      if (kept) sources |= source[o] < L ? 1 : 2;
 #if VID3D_VECTOR_BYTES == 64
-    keep = 0;
-#endif
-    for (int64_t o = 0; o < kLanes<float>; ++o) {
-      index[o] = source[o] < 0 ? 0 : source[o];
-#if VID3D_VECTOR_BYTES == 64
-      if (source[o] >= 0) keep = static_cast<__mmask16>(keep | (1u << o));
+      if (kept) keep = static_cast<__mmask16>(keep | (1u << o));
 #else
-      keep[o] = source[o] < 0 ? 0u : ~0u;
+      keep[o] = kept ? ~0u : 0u;
+      from_hi[o] = source[o] >= L ? ~0u : 0u;
 #endif
     }
   }
 
-  FloatVec apply(FloatVec v) const {
+  FloatVec apply(FloatVec lo, FloatVec hi) const {
 #if VID3D_VECTOR_BYTES == 64
-    return (FloatVec)_mm512_maskz_permutexvar_ps(keep, _mm512_loadu_si512(index), (__m512)v);
+    const __m512i lanes = _mm512_loadu_si512(index);
+    if (sources == 1) return (FloatVec)_mm512_maskz_permutexvar_ps(keep, lanes, (__m512)lo);
+    return (FloatVec)_mm512_maskz_permutex2var_ps(keep, (__m512)lo, lanes, (__m512)hi);
 #else
+    // vpermps reads the low three bits of each index: the lane within lo or within hi.
     const __m256i lanes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(index));
-    return (FloatVec)_mm256_and_ps(_mm256_permutevar8x32_ps((__m256)v, lanes),
-                                   _mm256_loadu_ps(reinterpret_cast<const float*>(keep)));
+    __m256 v;
+    if (sources == 1) {
+      v = _mm256_permutevar8x32_ps((__m256)lo, lanes);
+    } else if (sources == 2) {
+      v = _mm256_permutevar8x32_ps((__m256)hi, lanes);
+    } else {
+      v = _mm256_blendv_ps(_mm256_permutevar8x32_ps((__m256)lo, lanes), _mm256_permutevar8x32_ps((__m256)hi, lanes),
+                           _mm256_loadu_ps(reinterpret_cast<const float*>(from_hi)));
+    }
+    return (FloatVec)_mm256_and_ps(v, _mm256_loadu_ps(reinterpret_cast<const float*>(keep)));
 #endif
   }
 };
 
-// The first n lanes of p (zero past them); the first n lanes of v stored to p.
+// The first n lanes of p (zero past them, n <= kLanes); the first n lanes of v stored to p.
+// (AVX2's masked moves are slow on AMD cores, its masked store especially: whole vectors use
+// plain ones.)
 inline FloatVec load_first(const float* p, int64_t n) {
 #if VID3D_VECTOR_BYTES == 64
   return (FloatVec)_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p);
 #else
+  if (n == kLanes<float>) return load<float>(p);
   return (FloatVec)_mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
                                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
 #endif
@@ -507,20 +489,21 @@ inline void store_first(float* p, FloatVec v, int64_t n) {
 #if VID3D_VECTOR_BYTES == 64
   _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), (__m512)v);
 #else
+  if (n == kLanes<float>) return store<float>(p, v);
   _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
                       (__m256)v);
 #endif
 }
 
-constexpr int64_t kPlaneLanes = kLanes<float>;
+constexpr int64_t kPlaneLanes = kPlaneVectors * kLanes<float>;
 #else
 constexpr int64_t kPlaneLanes = 0;
 #endif
 
 #if defined(VID3D_PLANE_PERMUTE)
-// The forward with each (n, c) plane held in one vector (see above); float accumulation.
-template <typename scalar_t>
+// The forward with each (n, c) plane held in NV vectors (see above); float accumulation.
+template <int64_t NV, typename scalar_t>
 void forward_planes_in_vectors(const DepthwiseConv3dParams& p, const scalar_t* input, const float* weight,
                                const float* bias, scalar_t* output) {
   constexpr int64_t L = kLanes<float>;
@@ -530,36 +513,39 @@ void forward_planes_in_vectors(const DepthwiseConv3dParams& p, const scalar_t* i
   const int64_t KT = p.kernel[0], KH = p.kernel[1], KW = p.kernel[2], ntaps = taps_of(p);
   const int64_t* xs = p.input_strides;
   const int64_t* ys = p.output_strides;
-  // One permute per spatial tap: output lane ho * Wo + wo reads input lane hi * W + wi.
+  // Per spatial tap and output vector: output lane ho * Wo + wo reads input lane hi * W + wi.
   std::vector<LanePermute> permutes;
   for (int64_t kh = 0; kh < KH; ++kh)
-    for (int64_t kw = 0; kw < KW; ++kw) {
-      int32_t source[L];
-      for (int64_t o = 0; o < L; ++o) {
-        const int64_t ho = o / Wo, wo = o % Wo;
-        const int64_t hi = ho * p.stride[1] + taps.shift[1][kh], wi = wo * p.stride[2] + taps.shift[2][kw];
-        const bool inside = ho < Ho && hi >= 0 && hi < H && wi >= 0 && wi < W;
-        source[o] = inside ? static_cast<int32_t>(hi * W + wi) : -1;
+    for (int64_t kw = 0; kw < KW; ++kw)
+      for (int64_t v = 0; v < NV; ++v) {
+        int32_t source[L];
+        for (int64_t lane = 0; lane < L; ++lane) {
+          const int64_t o = v * L + lane, ho = o / Wo, wo = o % Wo;
+          const int64_t hi = ho * p.stride[1] + taps.shift[1][kh], wi = wo * p.stride[2] + taps.shift[2][kw];
+          const bool inside = ho < Ho && hi >= 0 && hi < H && wi >= 0 && wi < W;
+          source[lane] = inside ? static_cast<int32_t>(hi * W + wi) : -1;
+        }
+        permutes.emplace_back(source);
       }
-      permutes.emplace_back(source);
-    }
   const int64_t taps_per_plane = KH * KW;
   constexpr int64_t kPlanesAtOnce = 8;
-  // float planes stored row after row are moved with one masked vector load or store.
+  // float planes stored row after row are moved with masked vector loads and stores.
   const bool float_planes_in = std::is_same_v<scalar_t, float> && xs[4] == 1 && xs[3] == W;
   const bool float_planes_out = std::is_same_v<scalar_t, float> && ys[4] == 1 && ys[3] == Wo;
-  at::parallel_for(0, p.batch * p.channels, grain_for(To * L * ntaps), [&](int64_t begin, int64_t end) {
-    float lanes[L];
+  at::parallel_for(0, p.batch * p.channels, grain_for(To * NV * L * ntaps), [&](int64_t begin, int64_t end) {
+    float lanes[NV * L];
     for (int64_t nc = begin; nc < end; ++nc) {
       const int64_t c = nc % p.channels, n = nc / p.channels;
       const scalar_t* x = input + n * xs[0] + c * xs[1];
       const float* w = weight + c * ntaps;
       for (int64_t to = 0; to < To; ++to) {
         // A permute is linear, so each spatial tap permutes the weighted sum of the input planes
-        // (up to kPlanesAtOnce at a time): KH * KW permutes per output plane, not KT * KH * KW.
-        FloatVec acc_even = splat(bias ? bias[c] : 0.0f), acc_odd{};  // two dependency chains
+        // (up to kPlanesAtOnce at a time): KH * KW permutes per output vector, not KT * KH * KW.
+        FloatVec acc[NV];
+#pragma GCC unroll 2
+        for (int64_t v = 0; v < NV; ++v) acc[v] = splat(bias ? bias[c] : 0.0f);
         for (int64_t kd0 = 0; kd0 < KT; kd0 += kPlanesAtOnce) {
-          FloatVec planes[kPlanesAtOnce];
+          FloatVec planes[kPlanesAtOnce][NV];
           const float* w_planes[kPlanesAtOnce];
           int64_t held = 0;
           for (int64_t kd = kd0; kd < std::min(KT, kd0 + kPlanesAtOnce); ++kd) {
@@ -567,36 +553,42 @@ void forward_planes_in_vectors(const DepthwiseConv3dParams& p, const scalar_t* i
             if (ti < 0 || ti >= p.in_size[0]) continue;
             const scalar_t* x_plane = x + ti * xs[2];
             if (float_planes_in) {
-              planes[held] = load_first(reinterpret_cast<const float*>(x_plane), H * W);
+              const float* src = reinterpret_cast<const float*>(x_plane);
+#pragma GCC unroll 2
+              for (int64_t v = 0; v < NV; ++v)
+                planes[held][v] = load_first(src + v * L, std::clamp<int64_t>(H * W - v * L, 0, L));
             } else {
-              std::fill(lanes, lanes + L, 0.0f);
+              std::fill(lanes, lanes + NV * L, 0.0f);
               for (int64_t h = 0; h < H; ++h)
                 for (int64_t wi = 0; wi < W; ++wi)
                   lanes[h * W + wi] = static_cast<float>(x_plane[h * xs[3] + wi * xs[4]]);
-              planes[held] = load<float>(lanes);
+              for (int64_t v = 0; v < NV; ++v) planes[held][v] = load<float>(lanes + v * L);
             }
             w_planes[held++] = w + kd * taps_per_plane;
           }
           if (held == 0) continue;
-          auto tap = [&](int64_t k) {
-            FloatVec sum = w_planes[0][k] * planes[0];
-            for (int64_t i = 1; i < held; ++i) sum += w_planes[i][k] * planes[i];
-            return permutes[k].apply(sum);
-          };
-          int64_t k = 0;
-          for (; k + 2 <= taps_per_plane; k += 2) {
-            acc_even += tap(k);
-            acc_odd += tap(k + 1);
+          for (int64_t k = 0; k < taps_per_plane; ++k) {
+            FloatVec sum[NV];
+#pragma GCC unroll 2
+            for (int64_t v = 0; v < NV; ++v) sum[v] = w_planes[0][k] * planes[0][v];
+            for (int64_t i = 1; i < held; ++i) {
+#pragma GCC unroll 2
+              for (int64_t v = 0; v < NV; ++v) sum[v] += w_planes[i][k] * planes[i][v];
+            }
+#pragma GCC unroll 2
+            for (int64_t v = 0; v < NV; ++v) {
+              const LanePermute& permute = permutes[k * NV + v];
+              if (permute.sources != 0) acc[v] += permute.apply(sum[0], sum[NV - 1]);
+            }
           }
-          if (k < taps_per_plane) acc_even += tap(k);
         }
         scalar_t* y = output + n * ys[0] + c * ys[1] + to * ys[2];
-        const FloatVec out = acc_even + acc_odd;
         if (float_planes_out) {
-          store_first(reinterpret_cast<float*>(y), out, Ho * Wo);
+          for (int64_t v = 0; v < NV; ++v)
+            if (Ho * Wo > v * L) store_first(reinterpret_cast<float*>(y) + v * L, acc[v], std::min(L, Ho * Wo - v * L));
           continue;
         }
-        std::memcpy(lanes, &out, sizeof out);
+        for (int64_t v = 0; v < NV; ++v) std::memcpy(lanes + v * L, &acc[v], sizeof acc[v]);
         for (int64_t ho = 0; ho < Ho; ++ho)
           for (int64_t wo = 0; wo < Wo; ++wo) y[ho * ys[3] + wo * ys[4]] = static_cast<scalar_t>(lanes[ho * Wo + wo]);
       }
@@ -940,8 +932,7 @@ inline void store_lanes(scalar_t* y, const vec_t<acc_t>& v, int64_t lanes, int64
     if constexpr (std::is_same_v<scalar_t, acc_t>) {
       if (stream) return store_streaming<acc_t>(y, v);
     }
-    store<acc_t>(y, v);
-    return;
+    return store<acc_t>(y, v);
   }
   acc_t values[kLanes<acc_t>];
   std::memcpy(values, &v, sizeof v);
@@ -968,6 +959,38 @@ __attribute__((noinline)) void position_block(const acc_t* __restrict x, int64_t
     const acc_t* x_tap = x + tap_off[tap];
 #pragma GCC unroll 16
     for (int64_t i = 0; i < Q; ++i) acc[i] += wv * load<acc_t>(x_tap + i * x_step);
+  }
+#pragma GCC unroll 16
+  for (int64_t i = 0; i < Q; ++i) store_lanes<scalar_t, acc_t>(y + i * y_step, acc[i], lanes, lane_stride, stream);
+}
+
+// position_block for kernel rows KW taps wide read at unit W stride and dilation (x_step apart):
+// each input vector of a kernel row is loaded once and serves the KW taps that read it, Q + KW - 1
+// loads for Q * KW multiply-adds, so the loop is bound by the multiply-adds, not the loads.
+// row_off holds the offset of each kernel row's first tap; w_blk is [row][kw][L].
+template <int64_t Q, int64_t KW, typename scalar_t, typename acc_t>
+__attribute__((noinline)) void position_row_block(const acc_t* __restrict x, int64_t x_step,
+                                                  const int64_t* __restrict row_off, int64_t rows,
+                                                  const acc_t* __restrict w_blk, const vec_t<acc_t>& init,
+                                                  scalar_t* __restrict y, int64_t y_step, int64_t lanes,
+                                                  int64_t lane_stride, bool stream) {
+  using V = vec_t<acc_t>;
+  constexpr int64_t L = kLanes<acc_t>;
+  V acc[Q];
+#pragma GCC unroll 16
+  for (int64_t i = 0; i < Q; ++i) acc[i] = init;
+  for (int64_t r = 0; r < rows; ++r) {
+    const acc_t* x_row = x + row_off[r];
+    V wk[KW];
+#pragma GCC unroll 8
+    for (int64_t kw = 0; kw < KW; ++kw) wk[kw] = load<acc_t>(w_blk + (r * KW + kw) * L);
+#pragma GCC unroll 24
+    for (int64_t j = 0; j < Q + KW - 1; ++j) {
+      const V xj = load<acc_t>(x_row + j * x_step);
+#pragma GCC unroll 8
+      for (int64_t kw = 0; kw < KW; ++kw)
+        if (j - kw >= 0 && j - kw < Q) acc[j - kw] += wk[kw] * xj;
+    }
   }
 #pragma GCC unroll 16
   for (int64_t i = 0; i < Q; ++i) store_lanes<scalar_t, acc_t>(y + i * y_step, acc[i], lanes, lane_stride, stream);
@@ -1022,6 +1045,9 @@ void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* inpu
     if (bias) b_blocks[c] = bias[c];
   }
   const bool channels_inner = xs[1] <= xs[4];
+  const bool stream = kStreamingStores && p.stream_output;
+  // Kernel rows of three adjacent taps (the common 3x3x3 and 1x3x3 at unit W stride) share loads.
+  const bool rows_of_three = p.kernel[2] == 3 && sw == 1 && p.dilation[2] == 1;
 
   // Copies the rows of input plane t that a band starting at padded row hp0 reads (zeros
   // outside the input) of batch element n into a ring plane. Padded columns and the channels
@@ -1058,7 +1084,7 @@ void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* inpu
     // The ring: KT planes, each tagged with the input plane it holds.
     std::vector<acc_t> ring_storage(KT * plane + L, acc_t(0));
     acc_t* ring = aligned_to_vector(ring_storage.data());
-    std::vector<int64_t> held(KT), slot_of(KT), tap_off(ntaps);
+    std::vector<int64_t> held(KT), slot_of(KT), tap_off(ntaps), row_off(KT * KH);
     std::vector<char> wanted(KT);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t band = task % bands, run = task / bands % runs, n = task / (bands * runs);
@@ -1090,6 +1116,7 @@ void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* inpu
         for (int64_t kd = 0; kd < KT; ++kd)
           for (int64_t k = 0; k < taps_per_plane; ++k)
             tap_off[kd * taps_per_plane + k] = slot_of[kd] * plane + plane_tap_off[k];
+        for (int64_t r = 0; r < KT * KH; ++r) row_off[r] = tap_off[r * p.kernel[2]];
         const int64_t x_step = Cp, y_step = ys[4];
         for (int64_t ho = ho_begin; ho < ho_end; ++ho) {
           const acc_t* x_row = ring + in_plane((ho - ho_begin) * sh, 0);
@@ -1100,9 +1127,17 @@ void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* inpu
             const V init = load<acc_t>(b_blocks.data() + c0);
             const acc_t* w_blk = w_blocks.data() + cb * ntaps * L;
             auto run_block = [&](auto block, int64_t wo) {
-              position_block<decltype(block)::value>(x_row + wo * x_step + c0, x_step, tap_off.data(), ntaps, w_blk,
-                                                     init, y_row + wo * y_step + c0 * ys[1], y_step,
-                                                     std::min(L, C - c0), ys[1], p.stream_output);
+              constexpr int64_t Q = decltype(block)::value;
+              const acc_t* x_blk = x_row + wo * x_step + c0;
+              scalar_t* y_blk = y_row + wo * y_step + c0 * ys[1];
+              const int64_t lanes = std::min(L, C - c0);
+              if (rows_of_three) {
+                position_row_block<Q, 3>(x_blk, x_step, row_off.data(), KT * KH, w_blk, init, y_blk, y_step, lanes,
+                                         ys[1], stream);
+              } else {
+                position_block<Q>(x_blk, x_step, tap_off.data(), ntaps, w_blk, init, y_blk, y_step, lanes, ys[1],
+                                  stream);
+              }
             };
             int64_t wo = 0;
             for (; wo + 8 <= Wo; wo += 8) run_block(std::integral_constant<int64_t, 8>{}, wo);
@@ -1113,7 +1148,7 @@ void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* inpu
         }
       }
     }
-    if (p.stream_output) finish_streaming();
+    if (stream) finish_streaming();
   });
 }
 
@@ -1242,7 +1277,11 @@ void forward_typed(const DepthwiseConv3dParams& p, const void* input, const void
   }
 #if defined(VID3D_PLANE_PERMUTE)
   if constexpr (std::is_same_v<acc_t, float>) {
-    if (p.small_planes) return forward_planes_in_vectors(p, x, w, b, y);
+    if (p.small_planes) {
+      const int64_t positions = std::max(p.in_size[1] * p.in_size[2], p.out_size[1] * p.out_size[2]);
+      if (positions <= kLanes<float>) return forward_planes_in_vectors<1>(p, x, w, b, y);
+      return forward_planes_in_vectors<kPlaneVectors>(p, x, w, b, y);
+    }
   }
 #endif
   forward_planar(p, x, w, b, y);
