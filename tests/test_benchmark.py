@@ -35,7 +35,18 @@ def test_speedups_take_pytorch_best_impl():
     summary = models.summarize(rows + [_row("n", "infer", "torch-eager", 10.0), _row("n", "infer", "vid3d", 40.0)])
     assert summary["models infer/float32"] == pytest.approx((2.5 * 4.0) ** 0.5)
     table = models.format_table(rows)
-    assert "| m | 100 | infer | 8 | float32 | 20.0 (torch-compile) | 50.0 | 2.50x |" in table
+    assert "| m | 100 | infer | 8 | float32 | 20.0 (torch-compile) | 50.0 | 2.50x | - |" in table
+
+
+def test_optimize_effect_is_its_own_column_and_summary():
+    rows = [_row("m", "infer", "torch-eager", 10.0), _row("m", "infer", "vid3d-unoptimized", 25.0),
+            _row("m", "infer", "vid3d", 50.0), _row("m", "train", "torch-eager", 4.0), _row("m", "train", "vid3d", 2.0)]
+    by_mode = {s["mode"]: s for s in models.speedups(rows)}
+    assert by_mode["infer"]["speedup"] == pytest.approx(5.0)  # the optimized network, not the unoptimized one
+    assert by_mode["infer"]["unoptimized"] == pytest.approx(25.0) and by_mode["train"]["unoptimized"] is None
+    summary = models.summarize(rows)
+    assert summary["optimize infer/float32"] == pytest.approx(2.0) and "optimize train/float32" not in summary
+    assert "| 50.0 | 5.00x | 25.0 |" in models.format_table(rows)
 
 
 def _record(device, commit, date, time="12:00:00"):
@@ -98,7 +109,9 @@ def test_tiny_model_benchmark_end_to_end():
     rows = models.bench_model(models.ModelSpec("shufflenetv2", {"width_mult": 0.25}), torch.device("cpu"),
                               batches={"infer": 1, "train": 2}, compile_torch=False, budget_s=0.0,
                               clip=(3, 4, 32, 32))
-    assert {(r["mode"], r["impl"]) for r in rows} == {(m, i) for m in models.MODES for i in ("torch-eager", "vid3d")}
+    expected = {(m, i) for m in models.MODES for i in ("torch-eager", "vid3d")} | {("infer", "vid3d-unoptimized")}
+    assert {(r["mode"], r["impl"]) for r in rows} == expected
+    assert len(rows) == sum(models.impl_count(mode, False) for mode in models.MODES)
     assert all(r["clips_per_s"] > 0 and r["mflops"] > 0 for r in rows)
 
 

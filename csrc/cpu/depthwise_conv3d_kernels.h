@@ -1008,7 +1008,7 @@ void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* inpu
                             const acc_t* bias, scalar_t* output) {
   using V = vec_t<acc_t>;
   constexpr int64_t L = kLanes<acc_t>;
-  constexpr int64_t kRingBytes = 768 << 10;  // what a ring may take of a core's L2
+  constexpr int64_t kRingBytes = 384 << 10;  // what a ring may take of a core's L2 (512 KiB on Zen 2/3)
   const int64_t C = p.channels, ntaps = taps_of(p);
   const int64_t blocks = (C + L - 1) / L, Cp = blocks * L;
   const int64_t T = p.in_size[0], H = p.in_size[1], W = p.in_size[2];

@@ -9,6 +9,8 @@ Each model is built once with :func:`vid3d.models.create` and timed side by side
   the CPU, where compiling the default models takes longer than timing them).
 - ``vid3d``: the network on vid3d's kernels (``"auto"``), for inference after
   :func:`vid3d.optimize` (BatchNorm folded, activations fused).
+- ``vid3d-unoptimized`` (inference only): the network on vid3d's kernels without
+  :func:`vid3d.optimize`, so the record shows what the fusion itself is worth.
 
 Inference is a forward pass under ``torch.inference_mode``; a training step is forward,
 cross-entropy loss, backward and an SGD step. Rows follow the record schema in bench/README.md.
@@ -59,19 +61,28 @@ def _mflops(model: torch.nn.Module, clip) -> float:
     return vid3d.profile(model, clip)["flops"] / 1e6
 
 
+UNOPTIMIZED = "vid3d-unoptimized"
+
+
 def impls(model: torch.nn.Module, mode: str, compile_torch: bool):
-    """(impl name, backend, module) to time in ``mode``: PyTorch eager (and compiled), then vid3d."""
+    """(impl name, backend, module) to time in ``mode``: PyTorch eager (and compiled), then vid3d
+    (for inference also without :func:`vid3d.optimize`)."""
     if mode == "infer":
         model = model.eval()
         chosen = [("torch-eager", "torch", model)]
         if compile_torch:
             chosen.append(("torch-compile", "torch", torch.compile(model)))
-        return chosen + [("vid3d", "auto", vid3d.optimize(model))]
+        return chosen + [(UNOPTIMIZED, "auto", model), ("vid3d", "auto", vid3d.optimize(model))]
     model = model.train()
     chosen = [("torch-eager", "torch", copy.deepcopy(model))]
     if compile_torch:
         chosen.append(("torch-compile", "torch", torch.compile(copy.deepcopy(model))))
     return chosen + [("vid3d", "auto", copy.deepcopy(model))]
+
+
+def impl_count(mode: str, compile_torch: bool) -> int:
+    """How many impls :func:`impls` returns for ``mode``."""
+    return 1 + compile_torch + (2 if mode == "infer" else 1)
 
 
 def runner(module, mode, backend, clips, labels, dtype):
@@ -143,7 +154,7 @@ def run_suite(device: torch.device, specs: Iterable[ModelSpec] = DEFAULT_MODELS,
 
     specs, modes = list(specs), list(modes)
     compile_torch = device.type == "cuda" if compile_torch is None else compile_torch
-    total = len(specs) * len(modes) * (3 if compile_torch else 2)
+    total = len(specs) * sum(impl_count(mode, compile_torch) for mode in modes)
     rows = []
     with tqdm(total=total, desc="vid3d bench models", disable=not progress, leave=False) as bar:
         for spec in specs:
@@ -153,14 +164,17 @@ def run_suite(device: torch.device, specs: Iterable[ModelSpec] = DEFAULT_MODELS,
 
 
 def speedups(rows: list[dict]) -> list[dict]:
-    """Per model and mode: PyTorch's best clips/s (eager or compiled), vid3d's, and the ratio."""
+    """Per model and mode: PyTorch's best clips/s (eager or compiled), vid3d's, and the ratio;
+    ``unoptimized`` is vid3d's clips/s without :func:`vid3d.optimize` where it was timed."""
     best: dict[tuple, dict] = {}
     for r in rows:
         key = (r["model"], tuple(sorted(r["kwargs"].items())), r["mode"], r["dtype"], r["batch"])
         entry = best.setdefault(key, {"model": r["model"], "kwargs": r["kwargs"], "mode": r["mode"],
                                       "dtype": r["dtype"], "batch": r["batch"], "mflops": r.get("mflops"),
-                                      "torch": 0.0, "torch_impl": None, "vid3d": None})
-        if r["impl"].startswith("vid3d"):
+                                      "torch": 0.0, "torch_impl": None, "vid3d": None, "unoptimized": None})
+        if r["impl"] == UNOPTIMIZED:
+            entry["unoptimized"] = r["clips_per_s"]
+        elif r["impl"].startswith("vid3d"):
             entry["vid3d"] = r["clips_per_s"]
         elif r["clips_per_s"] > entry["torch"]:
             entry["torch"], entry["torch_impl"] = r["clips_per_s"], r["impl"]
@@ -172,20 +186,25 @@ def speedups(rows: list[dict]) -> list[dict]:
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Geometric-mean speedup of vid3d over PyTorch's best, per mode and dtype."""
+    """Geometric-mean speedup of vid3d over PyTorch's best, per mode and dtype, and of
+    :func:`vid3d.optimize` over the unoptimized vid3d network."""
     groups: dict[str, list[float]] = {}
     for s in speedups(rows):
         groups.setdefault(f"models {s['mode']}/{s['dtype']}", []).append(s["speedup"])
+        if s["unoptimized"]:
+            groups.setdefault(f"optimize {s['mode']}/{s['dtype']}", []).append(s["vid3d"] / s["unoptimized"])
     return {key: geomean(values) for key, values in groups.items()}
 
 
 def format_table(rows: list[dict]) -> str:
     """A markdown table: model, MFLOPs, mode, PyTorch clips/s (its best impl), vid3d clips/s, speedup."""
-    lines = ["| model | MFLOPs | mode | batch | dtype | PyTorch clips/s | vid3d clips/s | speedup |",
-             "| --- | ---: | --- | ---: | --- | ---: | ---: | ---: |"]
+    lines = ["| model | MFLOPs | mode | batch | dtype | PyTorch clips/s | vid3d clips/s | speedup "
+             "| vid3d without optimize |",
+             "| --- | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |"]
     for s in speedups(rows):
         label = ModelSpec(s["model"], s["kwargs"]).label()
         mflops = f"{s['mflops']:.0f}" if s["mflops"] is not None else "-"
+        unoptimized = f"{s['unoptimized']:.1f}" if s["unoptimized"] else "-"
         lines.append(f"| {label} | {mflops} | {s['mode']} | {s['batch']} | {s['dtype']} | "
-                     f"{s['torch']:.1f} ({s['torch_impl']}) | {s['vid3d']:.1f} | {s['speedup']:.2f}x |")
+                     f"{s['torch']:.1f} ({s['torch_impl']}) | {s['vid3d']:.1f} | {s['speedup']:.2f}x | {unoptimized} |")
     return "\n".join(lines)
