@@ -26,7 +26,7 @@ test: install cuda-check
 # The property-based tests with many more examples (minutes to hours); failures found are kept in
 # .hypothesis/ and replayed first next time.
 fuzz: install
-	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/test_fuzz.py
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/test_fuzz.py tests/test_fuzz_nn.py
 
 install: deps
 	$(BIN)/pip install --no-build-isolation .

@@ -45,6 +45,11 @@ class Limits:
     extra: int  # T, H, W at most this much above the smallest size the kernel allows
     taps: int  # kt * kh * kw at most
     share: float
+    kernel: int = 7  # each kernel size at most
+
+    def examples(self) -> int:
+        """This target's share of the profile's examples."""
+        return max(1, round(settings.default.max_examples * self.share))
 
 
 FULL = Limits(batch=3, channels=20, extra=6, taps=343, share=1.0)
@@ -60,9 +65,6 @@ class Target:
     @property
     def limits(self) -> Limits:
         return INTERPRETED if self.backend == "triton" and self.device == "cpu" else FULL
-
-    def examples(self) -> int:
-        return max(1, round(settings.default.max_examples * self.limits.share))
 
 
 # ---------------------------------------------------------------- layouts
@@ -248,11 +250,12 @@ class Axis:
 
 
 @st.composite
-def axes(draw, padding_mode: str, max_kernel: int, extra: int) -> Axis:
+def axes(draw, padding_mode: str, max_kernel: int, extra: int, uneven_same: bool = False) -> Axis:
     dilation = draw(st.integers(1, 3))
-    if padding_mode == "same":  # stride 1 and an even dilation * (kernel - 1)
+    if padding_mode == "same":  # stride 1, and an even dilation * (kernel - 1) unless uneven_same
         odd = [k for k in (1, 3, 5, 7) if k <= max_kernel]
-        kernel = draw(st.integers(1, max_kernel) if dilation % 2 == 0 else st.sampled_from(odd))
+        any_kernel = uneven_same or dilation % 2 == 0  # else an odd kernel keeps dilation * (kernel - 1) even
+        kernel = draw(st.integers(1, max_kernel) if any_kernel else st.sampled_from(odd))
         stride, padding = 1, dilation * (kernel - 1) // 2
     else:
         kernel, stride = draw(st.integers(1, max_kernel)), draw(st.integers(1, 3))
@@ -261,7 +264,7 @@ def axes(draw, padding_mode: str, max_kernel: int, extra: int) -> Axis:
     return Axis(smallest + draw(st.integers(0, extra)), kernel, stride, padding, dilation)
 
 
-def _as_argument(draw, values):
+def as_argument(draw, values):
     """A (t, h, w) argument as the user may write it: an int when the three agree, a tuple or a list."""
     if len(set(values)) == 1 and draw(st.booleans()):
         return values[0]
@@ -269,18 +272,21 @@ def _as_argument(draw, values):
 
 
 @st.composite
-def geometries(draw, limits: Limits):
-    """(sizes, kernel, kwargs): T, H, W, kernel sizes and stride/padding/dilation keywords."""
+def geometries(draw, limits: Limits, uneven_same: bool = False):
+    """(sizes, kernel, kwargs): T, H, W, kernel sizes and stride/padding/dilation keywords.
+
+    ``uneven_same``: also "same" paddings that differ by one between the two sides (the modules
+    pad those outside the ops, as nn.Conv3d does); the ops refuse them."""
     padding_mode = draw(st.sampled_from(["ints", "ints", "ints", "same", "valid"]))
     drawn, taps_left = [], limits.taps
     for _ in range(3):
-        axis = draw(axes(padding_mode, min(7, taps_left), limits.extra))
+        axis = draw(axes(padding_mode, min(limits.kernel, taps_left), limits.extra, uneven_same))
         taps_left //= axis.kernel
         drawn.append(axis)
     kwargs = dict(
-        stride=_as_argument(draw, [a.stride for a in drawn]),
-        padding=padding_mode if padding_mode != "ints" else _as_argument(draw, [a.padding for a in drawn]),
-        dilation=_as_argument(draw, [a.dilation for a in drawn]),
+        stride=as_argument(draw, [a.stride for a in drawn]),
+        padding=padding_mode if padding_mode != "ints" else as_argument(draw, [a.padding for a in drawn]),
+        dilation=as_argument(draw, [a.dilation for a in drawn]),
     )
     return [a.size for a in drawn], [a.kernel for a in drawn], kwargs
 
@@ -291,7 +297,7 @@ def batches(limits: Limits):
     return st.sampled_from([*range(1, limits.batch + 1)] * 3 + [0])
 
 
-def _divisors(n: int) -> list[int]:
+def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
@@ -311,17 +317,24 @@ def depthwise_calls(draw, limits: Limits):
 
 
 @st.composite
-def conv2plus1d_calls(draw, limits: Limits):
-    """Stages of every kind: depthwise pairs (Triton fuses them), grouped, dense, channel multipliers."""
-    sizes, (kt, kh, kw), kwargs = draw(geometries(limits))
-    n, c_in = draw(batches(limits)), draw(st.integers(1, limits.channels))
+def conv2plus1d_channels(draw, limits: Limits):
+    """(C_in, spatial groups, C_mid, temporal groups, C_out) of stages of every kind: depthwise pairs
+    (Triton fuses them), grouped, dense, channel multipliers."""
+    c_in = draw(st.integers(1, limits.channels))
     if draw(st.booleans()):  # a depthwise pair
-        spatial_groups, c_mid, temporal_groups, c_out = c_in, c_in, c_in, c_in
-    else:
-        spatial_groups = draw(st.sampled_from(_divisors(c_in)))
-        c_mid = spatial_groups * draw(st.integers(1, max(1, limits.channels // spatial_groups)))
-        temporal_groups = draw(st.sampled_from(_divisors(c_mid)))
-        c_out = temporal_groups * draw(st.integers(1, max(1, limits.channels // temporal_groups)))
+        return c_in, c_in, c_in, c_in, c_in
+    spatial_groups = draw(st.sampled_from(divisors(c_in)))
+    c_mid = spatial_groups * draw(st.integers(1, max(1, limits.channels // spatial_groups)))
+    temporal_groups = draw(st.sampled_from(divisors(c_mid)))
+    c_out = temporal_groups * draw(st.integers(1, max(1, limits.channels // temporal_groups)))
+    return c_in, spatial_groups, c_mid, temporal_groups, c_out
+
+
+@st.composite
+def conv2plus1d_calls(draw, limits: Limits):
+    sizes, (kt, kh, kw), kwargs = draw(geometries(limits))
+    n = draw(batches(limits))
+    c_in, spatial_groups, c_mid, temporal_groups, c_out = draw(conv2plus1d_channels(limits))
     seed = draw(st.integers(0, 2**20))
     grad = lambda: draw(st.booleans())  # noqa: E731
     optional = lambda values: draw(st.sampled_from([None, values]))  # noqa: E731
@@ -351,7 +364,7 @@ def shuffle_calls(draw, limits: Limits, dtype, concatenate: bool):
     n = draw(batches(limits))
     sizes = draw(st.tuples(*[st.integers(1, limits.extra + 1)] * 3))
     channels = draw(st.lists(st.integers(1, limits.channels), min_size=1, max_size=4 if concatenate else 1))
-    groups = draw(st.sampled_from(_divisors(sum(channels))))
+    groups = draw(st.sampled_from(divisors(sum(channels))))
     seed = draw(st.integers(0, 2**20))
     differentiable = dtype.is_floating_point
     args = tuple(
@@ -391,7 +404,7 @@ CASES = {
 def test_matches_pytorch(backend, device, op):
     target = Target(backend, device)
 
-    @settings(max_examples=target.examples())
+    @settings(max_examples=target.limits.examples())
     @given(CASES[op](target.limits))
     def matches_pytorch(case):
         dtype, call = case

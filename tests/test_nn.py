@@ -11,7 +11,9 @@ from torch import nn
 import vid3d
 from vid3d.nn import ChannelShuffle3d, Conv2Plus1d, DepthwiseConv3d
 
-from _helpers import assert_close, assert_same_function, randn, randomize_batch_norms, spy_kernels
+from _helpers import (
+    assert_close, assert_same_function, conv2plus1d_pair, depthwise_pair, randn, randomize_batch_norms, spy_kernels,
+)
 
 F64 = torch.float64
 
@@ -31,25 +33,16 @@ DEPTHWISE_CASES = [
 ]
 
 
-def _depthwise_pair(channels, kwargs, seed=0):
-    """A DepthwiseConv3d and the nn.Conv3d it replaces, with the same (float64) parameters."""
-    torch.manual_seed(seed)
-    reference = nn.Conv3d(channels, channels, groups=channels, dtype=F64, **kwargs)
-    module = DepthwiseConv3d(channels, channels, groups=channels, dtype=F64, **kwargs)
-    module.load_state_dict(reference.state_dict())
-    return module, reference
-
-
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")  # nn.Conv3d's, for (2, 3, 4)
 @pytest.mark.parametrize("kwargs", DEPTHWISE_CASES, ids=str)
 def test_depthwise_conv3d_matches_conv3d(kwargs, vid3d_backend):
-    module, reference = _depthwise_pair(3, kwargs)
+    module, reference = depthwise_pair(3, kwargs)
     assert_same_function(module, reference, randn((2, 3, 5, 6, 7), F64, 1))
 
 
 @pytest.mark.parametrize("activation,layer", [("relu", nn.ReLU), ("relu6", nn.ReLU6)])
 def test_depthwise_conv3d_activation(activation, layer, vid3d_backend):
-    module, reference = _depthwise_pair(4, dict(kernel_size=3, padding=1))
+    module, reference = depthwise_pair(4, dict(kernel_size=3, padding=1))
     module.activation = activation
     x = 4 * randn((2, 4, 3, 5, 5), F64, 1)  # large enough that ReLU6 clips
     assert_same_function(nn.Sequential(module), nn.Sequential(reference, layer()), x)
@@ -57,7 +50,7 @@ def test_depthwise_conv3d_activation(activation, layer, vid3d_backend):
 
 
 def test_depthwise_conv3d_gradcheck():
-    module, _ = _depthwise_pair(2, dict(kernel_size=3, stride=(1, 2, 1), padding=1, dilation=(2, 1, 1)))
+    module, _ = depthwise_pair(2, dict(kernel_size=3, stride=(1, 2, 1), padding=1, dilation=(2, 1, 1)))
     x = randn((1, 2, 5, 4, 5), F64, 1).requires_grad_()
     weight, bias = (p.detach().clone().requires_grad_() for p in (module.weight, module.bias))
     with vid3d.backend("cpu"):
@@ -187,37 +180,10 @@ CONV2PLUS1D_CASES = [
 ]
 
 
-def _conv2plus1d_pair(case):
-    """A Conv2Plus1d and the plain nn.Sequential it stands for, with the same parameters (float64)."""
-    c_in, c_out, kernel, stride, padding, dilation, kwargs = case
-    torch.manual_seed(0)
-    module = Conv2Plus1d(c_in, c_out, kernel, stride, padding, dilation, dtype=F64, **kwargs)
-    (kt, kh, kw), (st, sh, sw), (dt, dh, dw) = (v if isinstance(v, tuple) else (v,) * 3
-                                                for v in (kernel, stride, dilation))
-    if isinstance(padding, str):
-        spatial_padding = temporal_padding = padding
-    else:
-        pt, ph, pw = padding if isinstance(padding, tuple) else (padding,) * 3
-        spatial_padding, temporal_padding = (0, ph, pw), (pt, 0, 0)
-    mid = kwargs.get("mid_channels", c_out)
-    bias = kwargs.get("bias", True)
-    layers = [nn.Conv3d(c_in, mid, (1, kh, kw), (1, sh, sw), spatial_padding, (1, dh, dw),
-                        kwargs.get("spatial_groups", 1), bias, dtype=F64)]
-    if kwargs.get("norm"):
-        layers.append(nn.BatchNorm3d(mid, dtype=F64))
-    if kwargs.get("mid_activation"):
-        layers.append(nn.ReLU())
-    layers.append(nn.Conv3d(mid, c_out, (kt, 1, 1), (st, 1, 1), temporal_padding, (dt, 1, 1),
-                            kwargs.get("temporal_groups", 1), bias, dtype=F64))
-    reference = nn.Sequential(*layers)
-    reference.load_state_dict(randomize_batch_norms(module, 1).state_dict(), strict=True)
-    return module, reference
-
-
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("case", CONV2PLUS1D_CASES, ids=str)
 def test_conv2plus1d_matches_two_convs(case, training, vid3d_backend, monkeypatch):
-    module, reference = _conv2plus1d_pair(case)
+    module, reference = conv2plus1d_pair(case)
     module.train(training)
     reference.train(training)
     fused_calls = []

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from .. import ops
+from ._arguments import check_choice, check_dtype, check_flag, conv_geometry, count, groups_of
 from ._batch_norm import fold_batch_norm, is_foldable
 from ._depthwise import DepthwiseConv3d, as_vid3d_conv, has_hooks
 
@@ -83,14 +84,6 @@ def runs_children_in_order(module: nn.Module) -> bool:
     return isinstance(module, nn.Sequential) and type(module).forward in (nn.Sequential.forward, Conv2Plus1d.forward)
 
 
-def _triple(owner: str, name: str, value) -> tuple[int, int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value,) * 3
-    if isinstance(value, Sequence) and len(value) == 3 and all(isinstance(v, int) for v in value):
-        return tuple(value)
-    raise TypeError(f"{owner}: {name} must be an int or a sequence of 3 ints (t, h, w), got {value!r}")
-
-
 class Conv2Plus1d(nn.Sequential):
     """(2+1)D convolution: spatial ``(1, kh, kw)`` conv, optional BatchNorm3d and ReLU, temporal ``(kt, 1, 1)`` conv.
 
@@ -114,6 +107,9 @@ class Conv2Plus1d(nn.Sequential):
         norm: put a BatchNorm3d over the middle channels between the convs.
         mid_activation: None or ``"relu"``, between the convs (after the BatchNorm).
         device, dtype: of the parameters.
+
+    Invalid arguments (sizes below 1, group counts that do not divide the channels, non-bool
+    flags, ...) raise a ValueError or TypeError naming the argument before any layer is built.
 
     Example::
 
@@ -140,17 +136,23 @@ class Conv2Plus1d(nn.Sequential):
         dtype=None,
     ):
         owner = type(self).__name__
-        kt, kh, kw = _triple(owner, "kernel_size", kernel_size)
-        st, sh, sw = _triple(owner, "stride", stride)
-        dt, dh, dw = _triple(owner, "dilation", dilation)
+        in_channels, out_channels = count(owner, "in_channels", in_channels), count(owner, "out_channels", out_channels)
+        mid_channels = out_channels if mid_channels is None else count(owner, "mid_channels", mid_channels)
+        spatial_groups = groups_of(owner, "spatial_groups", spatial_groups, in_channels=in_channels,
+                                   mid_channels=mid_channels)
+        temporal_groups = groups_of(owner, "temporal_groups", temporal_groups, mid_channels=mid_channels,
+                                    out_channels=out_channels)
+        (kt, kh, kw), (st, sh, sw), padding, (dt, dh, dw) = conv_geometry(owner, kernel_size, stride, padding,
+                                                                          dilation)
         if isinstance(padding, str):
             spatial_padding = temporal_padding = padding
         else:
-            pt, ph, pw = _triple(owner, "padding", padding)
+            pt, ph, pw = padding
             spatial_padding, temporal_padding = (0, ph, pw), (pt, 0, 0)
-        if mid_activation not in (None, "relu"):
-            raise ValueError(f"{owner}: mid_activation must be None or 'relu', got {mid_activation!r}")
-        mid_channels = out_channels if mid_channels is None else mid_channels
+        check_flag(owner, "bias", bias)
+        check_flag(owner, "norm", norm)
+        check_choice(owner, "mid_activation", mid_activation, (None, "relu"))
+        check_dtype(owner, dtype)
         factory = dict(device=device, dtype=dtype)
         layers = [as_vid3d_conv(nn.Conv3d(in_channels, mid_channels, (1, kh, kw), (1, sh, sw), spatial_padding,
                                           (1, dh, dw), spatial_groups, bias, **factory))]

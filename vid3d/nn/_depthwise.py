@@ -6,8 +6,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
+from ._arguments import check_choice, check_dtype, check_flag, conv_geometry, count
 
 ACTIVATIONS = (None, "relu", "relu6")
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
 def is_depthwise(conv: nn.Conv3d) -> bool:
@@ -21,12 +23,6 @@ def has_hooks(module: nn.Module) -> bool:
     A module that replaces it would not run them, so such modules are not replaced.
     """
     return bool(module._forward_hooks or module._forward_pre_hooks)
-
-
-def check_activation(owner: str, activation) -> None:
-    """Raises ValueError unless ``activation`` is one the depthwise op applies (None, "relu", "relu6")."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"{owner}: activation must be None, 'relu' or 'relu6', got {activation!r}")
 
 
 class DepthwiseConv3d(nn.Conv3d):
@@ -47,6 +43,9 @@ class DepthwiseConv3d(nn.Conv3d):
         activation: None, ``"relu"`` or ``"relu6"``: applied to the output in the same call
             (fused in the kernel where the backend can). :func:`vid3d.optimize` sets it when it
             fuses a following ReLU/ReLU6 module; it is not part of the ``state_dict``.
+
+    Invalid arguments, some of which nn.Conv3d accepts (a kernel size or stride of 0, a 2-tuple
+    kernel, a non-bool ``bias``), raise a ValueError or TypeError naming the argument.
 
     Example::
 
@@ -69,15 +68,20 @@ class DepthwiseConv3d(nn.Conv3d):
         dtype=None,
         activation: str | None = None,
     ):
-        if groups is None:
-            groups = in_channels
+        owner = type(self).__name__
+        in_channels, out_channels = count(owner, "in_channels", in_channels), count(owner, "out_channels", out_channels)
+        groups = in_channels if groups is None else count(owner, "groups", groups)
         if not (out_channels == in_channels == groups):
             raise ValueError(
-                "DepthwiseConv3d needs out_channels == in_channels == groups (one filter per channel), got "
+                f"{owner}: needs out_channels == in_channels == groups (one filter per channel), got "
                 f"in_channels={in_channels}, out_channels={out_channels}, groups={groups}; use nn.Conv3d for "
                 "other group counts or a channel multiplier"
             )
-        check_activation(type(self).__name__, activation)
+        kernel_size, stride, padding, dilation = conv_geometry(owner, kernel_size, stride, padding, dilation)
+        check_flag(owner, "bias", bias)
+        check_choice(owner, "padding_mode", padding_mode, PADDING_MODES)
+        check_choice(owner, "activation", activation, ACTIVATIONS)
+        check_dtype(owner, dtype)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                          padding_mode, device, dtype)
         self.activation = activation

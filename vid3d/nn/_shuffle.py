@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .. import ops
+from ._arguments import count
 
 
 class ChannelShuffle3d(nn.ChannelShuffle):
@@ -20,11 +21,7 @@ class ChannelShuffle3d(nn.ChannelShuffle):
     """
 
     def __init__(self, groups: int):
-        if not isinstance(groups, int) or isinstance(groups, bool):
-            raise TypeError(f"ChannelShuffle3d: groups must be an int, got {groups!r}")
-        if groups < 1:
-            raise ValueError(f"ChannelShuffle3d: groups must be at least 1, got {groups}")
-        super().__init__(groups)
+        super().__init__(count(type(self).__name__, "groups", groups))
 
     def forward(self, input: Tensor) -> Tensor:
         if input.dim() != 5:

@@ -43,9 +43,11 @@ def check_same(op: str, reference_name: str, reference: torch.Tensor, name: str,
         _fail(TypeError, op, f"{name} has dtype {other.dtype} but {reference_name} has {reference.dtype}")
 
 
-def _as_int(value):
-    """value as an int if it is an integer (int, numpy integer, 0-d integer tensor), else None."""
-    if isinstance(value, bool) or (isinstance(value, torch.Tensor) and value.is_floating_point()):
+def as_int(value):
+    """value as an int if it is an integer (int, numpy integer, 0-d integer tensor), not a bool, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.dtype == torch.bool):
         return None
     try:
         return operator.index(value)
@@ -53,16 +55,21 @@ def _as_int(value):
         return None
 
 
+def as_triple(value) -> tuple[int, int, int] | None:
+    """An integer or a sequence of 3 integers as a 3-tuple, else None."""
+    single = as_int(value)
+    if single is not None:
+        return (single,) * 3
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 3:
+        values = tuple(as_int(v) for v in value)
+        return None if None in values else values
+    return None
+
+
 def triple(op: str, name: str, value, minimum: int) -> tuple[int, int, int]:
     """An integer or 3 integers as a 3-tuple, each at least ``minimum``."""
-    single = _as_int(value)
-    if single is not None:
-        values = (single,) * 3
-    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 3:
-        values = tuple(_as_int(v) for v in value)
-    else:
-        values = (None,)
-    if None in values:
+    values = as_triple(value)
+    if values is None:
         _fail(TypeError, op, f"{name} must be an int or a sequence of 3 ints, got {value!r}")
     if min(values) < minimum:
         _fail(ValueError, op, f"every {name} must be at least {minimum}, got {values}")
