@@ -39,10 +39,17 @@ def _commit() -> str:
     return COMMIT
 
 
+def _cpu_isa() -> str | None:
+    return torch.ops.vid3d_native.cpu_isa() if _C is not None else None
+
+
 def device_name(device: torch.device) -> str:
+    """The GPU's name; for the CPU its model, the instruction set vid3d's kernels use and the thread
+    count (a VM's model name such as "AMD EPYC" does not tell one generation from the next)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{_cpu_name()} ({torch.get_num_threads()} threads)"
+    isa = _cpu_isa()
+    return f"{_cpu_name()}{f', {isa}' if isa else ''} ({torch.get_num_threads()} threads)"
 
 
 def environment(device: torch.device) -> dict:
@@ -54,7 +61,7 @@ def environment(device: torch.device) -> dict:
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "triton": _triton_version(),
         "commit": _commit(),
-        "cpu_isa": torch.ops.vid3d_native.cpu_isa() if _C is not None else None,
+        "cpu_isa": _cpu_isa(),
         "threads": torch.get_num_threads(),
     }
 
