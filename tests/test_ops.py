@@ -390,11 +390,12 @@ def test_backend_setting_and_threads():
 
 
 @pytest.mark.parametrize(
-    "layout,requires_grad,expected",
-    [("ncdhw", False, "cpu"), ("ncdhw", True, "cpu"), ("channels_last_3d", False, "torch"),
-     ("channels_last_3d", True, "cpu")],
+    "layout,plane,requires_grad,expected",
+    [("ncdhw", 10, False, "cpu"), ("ncdhw", 10, True, "cpu"), ("ncdhw", 4, False, "cpu"),
+     ("channels_last_3d", 10, False, "cpu"), ("channels_last_3d", 4, False, "torch"),
+     ("channels_last_3d", 4, True, "cpu")],
 )
-def test_auto_follows_the_measured_cpu_table(monkeypatch, layout, requires_grad, expected):
+def test_auto_follows_the_measured_cpu_table(monkeypatch, layout, plane, requires_grad, expected):
     calls = []
     real = vid3d.ops._kernels.kernels
 
@@ -403,7 +404,7 @@ def test_auto_follows_the_measured_cpu_table(monkeypatch, layout, requires_grad,
         return real(name)
 
     monkeypatch.setattr(vid3d.ops._custom_ops, "kernels", spy)
-    x = make_layout(torch.randn(1, 8, 3, 10, 10), layout)
+    x = make_layout(torch.randn(1, 8, 3, plane, plane), layout)
     w = torch.randn(8, 1, 3, 3, 3, requires_grad=requires_grad)
     with vid3d.backend("auto"):
         ops.depthwise_conv3d(x, w, None, 1, 1)
