@@ -165,8 +165,9 @@ inline vec_t<float> load_head(const float* p, int64_t n) {
 }
 #endif
 
-// dst[i] = src[i] for i in [0, n), converted: short rows (the planes' rows) in whole vectors
-// and one masked vector where the ISA has them, as a scalar loop's set-up costs more than the copy.
+// dst[i] = src[i] for i in [0, n), converted: short rows (the planes' rows) in whole vectors,
+// as a scalar loop's set-up, or the memmove call GCC makes of one, costs more than the copy. The
+// tail is one masked vector where the ISA has them, else the last whole vector of the row again.
 template <typename dst_t, typename src_t>
 inline void copy_row(dst_t* __restrict dst, const src_t* __restrict src, int64_t n) {
 #if defined(VID3D_SHIFTED_TAPS)
@@ -181,6 +182,18 @@ inline void copy_row(dst_t* __restrict dst, const src_t* __restrict src, int64_t
     return;
   }
 #endif
+  if constexpr (std::is_same_v<dst_t, src_t> && (std::is_same_v<dst_t, float> || std::is_same_v<dst_t, double>)) {
+    constexpr int64_t L = kLanes<dst_t>;
+    if (n >= L) {
+      int64_t i = 0;
+      for (; i + L <= n; i += L) {
+        store<dst_t>(dst + i, load<dst_t>(src + i));
+        __asm__ volatile("" ::: "memory");  // keeps GCC from making the loop a memmove call again
+      }
+      if (i < n) store<dst_t>(dst + n - L, load<dst_t>(src + n - L));
+      return;
+    }
+  }
   for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<dst_t>(src[i]);
 }
 
