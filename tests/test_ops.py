@@ -391,7 +391,7 @@ def test_backend_setting_and_threads():
 
 @pytest.mark.parametrize(
     "layout,plane,requires_grad,expected",
-    [("ncdhw", 10, False, "cpu"), ("ncdhw", 10, True, "cpu"), ("ncdhw", 4, False, "cpu"),
+    [("ncdhw", 10, False, "cpu"), ("ncdhw", 10, True, "cpu"), ("ncdhw", 4, False, "torch"),
      ("channels_last_3d", 10, False, "cpu"), ("channels_last_3d", 4, False, "torch"),
      ("channels_last_3d", 4, True, "cpu")],
 )
