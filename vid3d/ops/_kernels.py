@@ -112,9 +112,9 @@ def cpu_native_is_faster(op: str, tensors, depthwise: bool = True) -> bool:
 
     Measured on the CPU (bench/README.md): vid3d's depthwise backward is 2-20x PyTorch's in both
     layouts, so any call that will be differentiated runs vid3d. For inference vid3d's forward
-    wins on planes of 64 positions or more in both layouts; on smaller planes PyTorch's oneDNN
-    kernel wins or ties. PyTorch's channel shuffle is faster than vid3d's; the one-pass cat +
-    shuffle wins on NCDHW input of a million elements or more.
+    wins on planes of 64 positions or more in both layouts; on smaller planes it is not reliably
+    faster than PyTorch's oneDNN kernel. PyTorch's channel shuffle is faster than vid3d's; the
+    one-pass cat + shuffle wins on NCDHW input of a million elements or more.
     """
     first = tensors[0]
     training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
