@@ -60,7 +60,11 @@ def _extension():
 
 
 def _stamp_commit():
-    """Records the source commit in vid3d/_build_info.py, for benchmark records."""
+    """Records the source commit in vid3d/_build_info.py, for benchmark records. VID3D_COMMIT names it
+    where the tree is a copy without its git history (a GPU machine's working copy)."""
+    if os.environ.get("VID3D_COMMIT"):
+        _write_build_info(os.environ["VID3D_COMMIT"])
+        return
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                 text=True, timeout=10).stdout.strip()
@@ -68,7 +72,10 @@ def _stamp_commit():
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", ""
-    commit = (commit + ("-dirty" if dirty else "")) if commit else "unknown"
+    _write_build_info((commit + ("-dirty" if dirty else "")) if commit else "unknown")
+
+
+def _write_build_info(commit):
     with open(os.path.join(ROOT, "vid3d", "_build_info.py"), "w") as f:
         f.write(f'"""Written by setup.py at build time."""\n\nCOMMIT = "{commit}"\n')
 

@@ -1,28 +1,39 @@
 #!/usr/bin/env bash
-# One GPU session in one call: builds vid3d with its CUDA kernels against the machine's torch, runs
-# the CUDA and Triton tests on the GPU, compute-sanitizer (memcheck, racecheck) on a reduced suite,
-# ncu on the main kernels, and the benchmarks; every step is time-boxed so the whole run ends within
-# VID3D_SESSION_SECONDS (default 540 s, under a 10-minute call). Logs and records go to $OUT
-# (default /tmp/vid3d-gpu-out): session.log (the summary, read it first), build.log, tests.log,
-# profile.log (compute-sanitizer, then ncu), bench.log, cuda_kernels.json and cuda_kernels.md (cuda
-# vs triton vs torch over the DESIGN shapes), bench_ops.json (`vid3d bench ops`): 8 files, the most
-# the device tool brings back. A step that fails or runs out of time is reported and the next one
-# still runs. Usage, from the repository root on the GPU machine:
-#   bash bench/gpu_session.sh
-# The machine has no network: the build uses the installed torch, setuptools and ninja only.
+# One GPU session in one call: builds vid3d with its CUDA kernels against the machine's torch, checks
+# the CUDA kernels, times them (bench/cuda_kernels.py, `vid3d bench ops`, `vid3d bench` models), runs
+# the whole test suite on the GPU machine (the CUDA and Triton-on-GPU cases, and the CPU kernels on its
+# processor), the >2^31-element GPU tests, compute-sanitizer (memcheck, racecheck) on a reduced suite
+# and ncu on the main kernels. Every step is time-boxed so the run ends within VID3D_SESSION_SECONDS
+# (default 540 s, under a 10-minute call); a step that fails or runs out of time is reported and the
+# next one still runs.
+#
+# Usage, from the repository root on the GPU machine (no network there: the build uses the installed
+# torch, setuptools and ninja; a setuptools wheel in .whl/ is used if the installed one is too old):
+#   OUT=/dir VID3D_COMMIT=<commit> bash bench/gpu_session.sh
+# VID3D_STEPS picks steps (default: all, in this order): build cuda_tests bench_kernels bench_ops
+# bench_models suite huge memcheck racecheck ncu. A later call on the same (still warm) machine can
+# run the rest without `build`.
+#
+# $OUT gets at most 8 files (what the device tool brings back): session.log (the summary: read it
+# first), build.log, tests.log, profile.log (compute-sanitizer, ncu), bench.log and records.tar
+# (cuda_kernels.json, cuda_kernels.md, the `vid3d bench` records and their charts).
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/vid3d-gpu-out}"
-mkdir -p "$OUT"
+RECORDS=/tmp/vid3d-records
+mkdir -p "$OUT" "$RECORDS"
 PY="${PYTHON:-python3}"
 START=$(date +%s)
 DEADLINE=$((START + ${VID3D_SESSION_SECONDS:-540}))
-export PYTHONUNBUFFERED=1 MAX_JOBS="${MAX_JOBS:-16}" TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" VID3D_CUDA=1
+STEPS=" ${VID3D_STEPS:-build cuda_tests bench_kernels bench_ops bench_models suite huge memcheck racecheck ncu} "
+export PYTHONUNBUFFERED=1 MAX_JOBS="${MAX_JOBS:-16}" TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
+PYTEST=($PY -P -m pytest -p no:cacheprovider -q -rfE)  # -P: import the installed vid3d, not the source tree
 
 log() { echo "[$(($(date +%s) - START))s] $*" | tee -a "$OUT/session.log"; }
+wanted() { [[ "$STEPS" == *" $1 "* ]]; }
 
-# step NAME CAP LOGFILE COMMAND...: runs COMMAND for at most CAP seconds (less if the session's
-# deadline is nearer, keeping `reserve` seconds for the steps after it), appending to LOGFILE.
+# step NAME CAP LOGFILE COMMAND...: runs COMMAND for at most CAP seconds (less where the deadline is
+# nearer, keeping RESERVE seconds for the steps after it), appending its output to LOGFILE.
 step() {
   local name=$1 cap=$2 logfile=$3 reserve=${RESERVE:-0}
   shift 3
@@ -30,7 +41,7 @@ step() {
   local limit=$((cap < left ? cap : left))
   if ((limit < 10)); then
     log "SKIP $name (no time left)"
-    return
+    return 1
   fi
   log "START $name (limit ${limit}s)"
   echo "===== $name: $*" >>"$OUT/$logfile"
@@ -43,48 +54,77 @@ step() {
   else
     log "OK $name"
   fi
-  tail -n 3 "$OUT/$logfile" | sed 's/^/    /' | tee -a "$OUT/session.log" >/dev/null
+  grep -E "^(FAILED|ERROR) |[0-9]+ (passed|failed)|error:|Error" "$OUT/$logfile" | tail -n 12 | sed 's/^/    /' \
+    | tee -a "$OUT/session.log" >/dev/null
   return $rc
 }
 
-log "machine: $(nvidia-smi -L 2>/dev/null | head -1); $($PY -c 'import torch, triton, setuptools; print("torch", torch.__version__, "triton", triton.__version__, "setuptools", setuptools.__version__)' 2>&1)"
-log "tools: ncu=$(command -v ncu || echo none) compute-sanitizer=$(command -v compute-sanitizer || echo none)"
+pack_records() { tar -C "$RECORDS" -cf "$OUT/records.tar" . 2>/dev/null; }
 
-# Build: pyproject's license field needs setuptools >= 77 (checked above); no index, no downloads.
-RESERVE=300 step build 240 build.log $PY -m pip install --no-build-isolation --no-deps --no-index -v . \
-  || { log "build failed: nothing else can run"; tail -n 40 "$OUT/build.log" >>"$OUT/session.log"; exit 1; }
-(cd /tmp && $PY -m vid3d.cli info) 2>&1 | tee -a "$OUT/session.log"
-
-# Tests import the installed vid3d: `-P` keeps the working directory (the source tree, which has no
-# built extension) off sys.path for `-m`; scripts put only their own folder there.
-RESERVE=240 step test_cuda 120 tests.log $PY -P -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_cuda_index_math.py
-grep -E "passed|failed|error" "$OUT/tests.log" | tail -n 2 | tee -a "$OUT/session.log"
-RESERVE=200 step test_triton 60 tests.log $PY -P -m pytest -q -p no:cacheprovider -x tests/test_triton.py
-
-if command -v compute-sanitizer >/dev/null; then
-  RESERVE=150 step memcheck 70 profile.log compute-sanitizer --tool memcheck --error-exitcode 9 \
-    $PY tests/cuda_sanitizer_suite.py
-  RESERVE=120 step racecheck 60 profile.log compute-sanitizer --tool racecheck --racecheck-report hazard \
-    --error-exitcode 9 $PY tests/cuda_sanitizer_suite.py
-  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|passed" "$OUT/profile.log" | tee -a "$OUT/session.log"
-else
-  log "SKIP compute-sanitizer (not installed)"
+if wanted build; then
+  log "machine: $(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader 2>&1 | head -1)"
+  log "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) x$(nproc); avx512f: $(grep -c -m1 avx512f /proc/cpuinfo)"
+  log "python: $($PY -c 'import sys, torch, triton, setuptools; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "triton", triton.__version__, "setuptools", setuptools.__version__)' 2>&1)"
+  log "tools: nvcc=$(command -v nvcc || echo none) ncu=$(command -v ncu || echo none) compute-sanitizer=$(command -v compute-sanitizer || echo none)"
+  # pyproject's SPDX license field needs setuptools >= 77.
+  if ! $PY -c 'import setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 77)' && ls .whl/setuptools-*.whl >/dev/null 2>&1; then
+    $PY -m pip install -q --no-index --no-deps --target /tmp/vid3d-site .whl/setuptools-*.whl \
+      && export PYTHONPATH=/tmp/vid3d-site && log "setuptools from .whl: $($PY -c 'import setuptools; print(setuptools.__version__)')"
+  fi
+  if ! VID3D_CUDA=1 RESERVE=300 step build 240 build.log $PY -m pip install --no-build-isolation --no-deps --no-index -v .; then
+    tail -n 60 "$OUT/build.log" | grep -E "error|Error" | head -n 20 >>"$OUT/session.log"
+    # Without the CUDA kernels the Triton kernels and the CPU kernels can still be checked here.
+    VID3D_CUDA=0 RESERVE=300 step build_cpu_only 150 build.log $PY -m pip install --no-build-isolation --no-deps --no-index -v . \
+      || { log "no build: nothing else can run"; exit 1; }
+  fi
+  (cd /tmp && $PY -m vid3d.cli info) 2>&1 | tee -a "$OUT/session.log"
 fi
 
-if command -v ncu >/dev/null; then
-  RESERVE=100 step ncu 50 profile.log ncu --target-processes all --kernel-name-base demangled \
+if wanted cuda_tests; then
+  RESERVE=330 step cuda_tests 100 tests.log "${PYTEST[@]}" tests/test_cuda.py tests/test_cuda_index_math.py
+fi
+
+if wanted bench_kernels; then
+  RESERVE=230 step bench_kernels 110 bench.log $PY bench/cuda_kernels.py --json "$RECORDS/cuda_kernels.json" \
+    --md "$RECORDS/cuda_kernels.md" --budget 0.05 --time-limit 85
+  pack_records
+fi
+
+if wanted bench_ops; then
+  RESERVE=190 step bench_ops 45 bench.log $PY -P -m vid3d.cli bench ops --budget 0.05 --no-progress \
+    --json "$RECORDS/bench_ops.json"
+  pack_records
+fi
+if wanted bench_models; then
+  RESERVE=130 step bench_models 70 bench.log $PY -P -m vid3d.cli bench models --no-compile --budget 0.05 \
+    --no-progress --json "$RECORDS/bench_models.json"
+  pack_records
+fi
+
+# The whole suite: the CUDA and Triton-on-GPU cases skipped on the CPU machines, and the CPU kernels
+# on this machine's processor (AVX-512 where it has it). One thread per worker: 12 workers share it.
+if wanted suite; then
+  OMP_NUM_THREADS=1 RESERVE=60 step suite 150 tests.log "${PYTEST[@]}" -n 12 -m "not huge" tests \
+    --ignore tests/test_cuda.py --ignore tests/test_cuda_index_math.py
+fi
+if wanted huge; then
+  RESERVE=50 step huge 40 tests.log "${PYTEST[@]}" -m huge -k cuda tests/test_reliability.py tests/test_cuda.py
+fi
+
+if wanted memcheck && command -v compute-sanitizer >/dev/null; then
+  RESERVE=30 step memcheck 60 profile.log compute-sanitizer --tool memcheck --error-exitcode 9 \
+    $PY tests/cuda_sanitizer_suite.py
+fi
+if wanted racecheck && command -v compute-sanitizer >/dev/null; then
+  RESERVE=20 step racecheck 50 profile.log compute-sanitizer --tool racecheck --racecheck-report hazard \
+    --error-exitcode 9 $PY tests/cuda_sanitizer_suite.py
+fi
+if wanted ncu && command -v ncu >/dev/null; then
+  step ncu 45 profile.log ncu --clock-control none --target-processes all --kernel-name-base demangled \
     --kernel-name "regex:depthwise|input_grad|param_grad|shuffle_part|conv2plus1d" --launch-count 14 \
     --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
     $PY bench/cuda_kernels.py --ncu
-else
-  log "SKIP ncu (not installed)"
 fi
-
-RESERVE=25 step cuda_kernels_bench 200 bench.log $PY bench/cuda_kernels.py --json "$OUT/cuda_kernels.json" \
-  --md "$OUT/cuda_kernels.md" --budget 0.05 --time-limit $((DEADLINE - $(date +%s) - 70))
-# Its charts stay in /tmp: only the record comes back (the device tool returns 8 files).
-mkdir -p /tmp/vid3d-bench
-RESERVE=0 step vid3d_bench 40 bench.log $PY -P -m vid3d.cli bench ops --budget 0.05 --no-progress \
-  --json /tmp/vid3d-bench/bench_ops.json
-cp /tmp/vid3d-bench/bench_ops.json "$OUT/" 2>/dev/null
+grep -E "ERROR SUMMARY|RACECHECK SUMMARY|passed" "$OUT/profile.log" 2>/dev/null | tee -a "$OUT/session.log"
+pack_records
 log "done in $(($(date +%s) - START))s; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
