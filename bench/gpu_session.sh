@@ -54,7 +54,7 @@ step() {
   else
     log "OK $name"
   fi
-  grep -E "^(FAILED|ERROR) |[0-9]+ (passed|failed)|error:|Error" "$OUT/$logfile" | tail -n 12 | sed 's/^/    /' \
+  grep -E "^(FAILED|ERROR) | FAILED |[0-9]+ (passed|failed)|error:|Error" "$OUT/$logfile" | tail -n 40 | sed 's/^/    /' \
     | tee -a "$OUT/session.log" >/dev/null
   return $rc
 }
@@ -103,8 +103,9 @@ fi
 
 # The whole suite: the CUDA and Triton-on-GPU cases skipped on the CPU machines, and the CPU kernels
 # on this machine's processor (AVX-512 where it has it). One thread per worker: 12 workers share it.
+# -v names each test as it ends: a step cut off by its time limit still says which ones failed.
 if wanted suite; then
-  OMP_NUM_THREADS=1 RESERVE=60 step suite 150 tests.log "${PYTEST[@]}" -n 12 -m "not huge" tests \
+  OMP_NUM_THREADS=1 RESERVE=60 step suite 150 tests.log "${PYTEST[@]}" -v -n 12 -m "not huge" tests \
     --ignore tests/test_cuda.py --ignore tests/test_cuda_index_math.py
 fi
 if wanted huge; then

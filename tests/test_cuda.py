@@ -92,9 +92,13 @@ def test_fused_activation(activation, reference, layout, dtype):
     with vid3d.backend("cuda"):
         y = ops.depthwise_conv3d(x, w, b, 1, 1, activation=activation)
     x64, w64, b64 = (t.detach().double().requires_grad_() for t in (x, w, b))
-    ref = reference(F.conv3d(x64, w64, b64, 1, 1, 1, 12))
+    before = F.conv3d(x64, w64, b64, 1, 1, 1, 12)
+    ref = reference(before)
     assert_close(y.cpu(), ref.cpu(), dtype, "output")
-    grad = randn(ref.shape, torch.float64, 3, DEVICE)
+    # No gradient through outputs within rounding of a kink (ReLU6's 6 is one in half precision: an
+    # output that rounds to 6.0 has no gradient, as in PyTorch in that dtype).
+    near_kink = (before.detach() - 6).abs() <= 4 * torch.finfo(dtype).eps * 6
+    grad = randn(ref.shape, torch.float64, 3, DEVICE).masked_fill(near_kink, 0.0)
     for g, r in zip(torch.autograd.grad(y, [x, w, b], grad.to(dtype)), torch.autograd.grad(ref, [x64, w64, b64], grad)):
         assert_close(g.cpu(), r.cpu(), dtype, "gradient")
 

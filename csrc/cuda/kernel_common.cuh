@@ -110,9 +110,10 @@ __device__ __forceinline__ void load_planar_tile(scalar_t* tile, const PlanarSou
   }
 }
 
+// Written so that NaN fails every comparison and passes through, as F.relu and F.relu6 keep it.
 template <typename acc>
 __device__ __forceinline__ acc activate(acc v, Activation activation) {
-  if (activation == Activation::ReLU) return v > acc(0) ? v : acc(0);
+  if (activation == Activation::ReLU) return v < acc(0) ? acc(0) : v;
   if (activation == Activation::ReLU6) return v < acc(0) ? acc(0) : (v > acc(6) ? acc(6) : v);
   return v;
 }

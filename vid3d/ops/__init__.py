@@ -37,11 +37,18 @@ def _native_is_faster(op, tensors, depthwise=True) -> bool:
     return cpu_native_is_faster(op, tensors, depthwise)
 
 
+@torch.compiler.assume_constant_result
+def _autocast_available(device_type: str) -> bool:
+    """Whether autocast exists for this device type. A constant for torch.compile, which cannot trace
+    the query itself in torch 2.11 (a graph break that fails fullgraph=True)."""
+    return torch.amp.is_autocast_available(device_type)
+
+
 def _autocast(*tensors):
     """Cast like autocast casts a convolution's arguments, when autocast is on for their device."""
     device_type = tensors[0].device.type
     # Devices without autocast (meta: shape inference) would make the query itself raise.
-    if not torch.amp.is_autocast_available(device_type) or not torch.is_autocast_enabled(device_type):
+    if not _autocast_available(device_type) or not torch.is_autocast_enabled(device_type):
         return tensors
     dtype = torch.get_autocast_dtype(device_type)
     return tuple(

@@ -92,10 +92,10 @@ def unavailable_reason(name: str, device: torch.device) -> str | None:
 
 # "auto" takes the first usable backend of its device's list, except where the op's wrapper
 # says PyTorch is faster for the call (see cpu_native_is_faster).
-# The hand-written CUDA kernels ("cuda") are not in the CUDA list yet: they were written and
-# compile-checked on a machine without a GPU and have not been tested or timed on one. Add them
-# (with a measured per-shape choice against Triton) once a GPU session has run
-# bench/gpu_session.sh; until then they run only when asked for, vid3d.backend("cuda").
+# The hand-written CUDA kernels ("cuda") are not in the CUDA list yet: the one GPU session so far
+# (bench/NOTES.md) found them faster only for channels_last_3d forwards, and their backward still
+# turns a non-finite weight into NaN where PyTorch does not. They run when asked for,
+# vid3d.backend("cuda").
 AUTO_ORDER = {"cpu": ("cpu", "torch"), "cuda": ("triton", "torch")}
 
 
