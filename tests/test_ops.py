@@ -391,9 +391,9 @@ def test_backend_setting_and_threads():
 
 @pytest.mark.parametrize(
     "layout,plane,requires_grad,expected",
-    [("ncdhw", 10, False, "cpu"), ("ncdhw", 10, True, "cpu"), ("ncdhw", 4, False, "torch"),
+    [("ncdhw", 10, False, "cpu"), ("ncdhw", 10, True, "cpu"), ("ncdhw", 4, False, "cpu-with-avx2"),
      ("channels_last_3d", 10, False, "cpu"), ("channels_last_3d", 4, False, "torch"),
-     ("channels_last_3d", 4, True, "cpu")],
+     ("channels_last_3d", 4, True, "cpu"), ("long-ncdhw", 4, False, "torch"), ("float64-ncdhw", 4, False, "torch")],
 )
 def test_auto_follows_the_measured_cpu_table(monkeypatch, layout, plane, requires_grad, expected):
     calls = []
@@ -404,8 +404,13 @@ def test_auto_follows_the_measured_cpu_table(monkeypatch, layout, plane, require
         return real(name)
 
     monkeypatch.setattr(vid3d.ops._custom_ops, "kernels", spy)
-    x = make_layout(torch.randn(1, 8, 3, plane, plane), layout)
-    w = torch.randn(8, 1, 3, 3, 3, requires_grad=requires_grad)
+    # Small planes in NCDHW: vid3d's transposed forward takes float32 volumes of up to 512 positions.
+    depth = 40 if layout == "long-ncdhw" else 3
+    dtype = torch.float64 if layout == "float64-ncdhw" else torch.float32
+    x = make_layout(torch.randn(1, 8, depth, plane, plane, dtype=dtype), layout.split("-")[-1])
+    w = torch.randn(8, 1, 3, 3, 3, dtype=dtype, requires_grad=requires_grad)
+    if expected == "cpu-with-avx2":
+        expected = "cpu" if vid3d.ops._kernels.cpu_vector_isa() else "torch"
     with vid3d.backend("auto"):
         ops.depthwise_conv3d(x, w, None, 1, 1)
         ops.channel_shuffle3d(x, 2)  # PyTorch's shuffle is as fast: auto leaves it to PyTorch

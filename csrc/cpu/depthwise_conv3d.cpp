@@ -120,8 +120,21 @@ bool is_channels_last(const at::Tensor& t) {
   return t.suggest_memory_format() == at::MemoryFormat::ChannelsLast3d;
 }
 
+// Whether each (n, c) volume of t is contiguous and the volumes follow each other along C.
+bool volumes_consecutive(const at::Tensor& t) {
+  int64_t expected = 1;
+  for (int64_t d = 4; d >= 1; --d) {
+    if (t.size(d) != 1 && t.stride(d) != expected) return false;
+    expected *= t.size(d);
+  }
+  return true;
+}
+
 // Below this many output positions per plane, vectorizing along W wastes most lanes.
 constexpr int64_t kSmallPlane = 64;
+// The largest (n, c) volume, in positions, that the transposed-volumes forward takes: its input and
+// output blocks of 8 channels (32 bytes per position) stay in the L1 cache.
+constexpr int64_t kTransposedVolume = 512;
 // Outputs this large would not stay in the caches anyway (see stream_output).
 constexpr int64_t kStreamBytes = int64_t(4) << 20;
 
@@ -158,7 +171,12 @@ void depthwise_conv3d_forward(const at::Tensor& input, const at::Tensor& weight,
   const int64_t plane_lanes = input.scalar_type() == at::kDouble ? 0 : kernels().plane_vector_lanes;
   const bool plane_in_vector = !channels_last && p.in_size[1] * p.in_size[2] <= plane_lanes &&
                                p.out_size[1] * p.out_size[2] <= plane_lanes;
-  p.vectorize_channels = channels_last || (small && !plane_in_vector);
+  // The ISAs with the planes-in-vectors forward (AVX2, AVX-512) also have the transposed one.
+  p.transpose_volumes = small && !channels_last && input.scalar_type() == at::kFloat && plane_lanes > 0 &&
+                        volumes_consecutive(input) && volumes_consecutive(output) &&
+                        p.in_size[0] * p.in_size[1] * p.in_size[2] <= kTransposedVolume &&
+                        p.out_size[0] * p.out_size[1] * p.out_size[2] <= kTransposedVolume;
+  p.vectorize_channels = channels_last || p.transpose_volumes || (small && !plane_in_vector);
   p.small_planes = small && (plane_in_vector || (p.vectorize_channels && input.stride(1) == 1 && output.stride(1) == 1));
   p.stream_output = output.nbytes() >= kStreamBytes;
   const at::Tensor w = prepared_weight(weight, p.vectorize_channels);

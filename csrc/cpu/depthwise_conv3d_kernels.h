@@ -610,6 +610,144 @@ void forward_planes_in_vectors(const DepthwiseConv3dParams& p, const scalar_t* i
 }
 #endif
 
+#if defined(VID3D_PLANE_PERMUTE)
+// ---------------------------------------------------------------- small NCDHW volumes, transposed
+// NCDHW holds the volumes of consecutive channels one after another: eight of them are an 8 x V
+// matrix, which 8x8 register transposes turn into [position][channel]. There a tap of every output
+// position is one 8-channel FMA with no padding, permutes or masks; the output is transposed back.
+// For volumes of a few hundred positions (4x4 planes), where a plane fills few lanes. 8 channels
+// (256-bit vectors) on AVX-512 too: its 16x16 transpose would take twice the shuffles per element.
+constexpr int64_t kVolumeBlock = 8;
+
+inline void transpose8x8(__m256* r) {
+  __m256 t[8], s[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    s[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x31);
+  }
+}
+
+// rows x n (row r at rows_at + r * row_stride) into vectors of 8 lanes, column j to the vector at
+// lanes + position[j] * 8 (lanes past rows are zero).
+inline void rows_to_lanes(const float* rows_at, int64_t row_stride, int64_t rows, int64_t n, float* lanes,
+                          const int32_t* position) {
+  int64_t j = 0;
+  if (rows == kVolumeBlock) {
+    for (; j + kVolumeBlock <= n; j += kVolumeBlock) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(rows_at + i * row_stride + j);
+      transpose8x8(r);
+      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(lanes + position[j + i] * kVolumeBlock, r[i]);
+    }
+  }
+  for (; j < n; ++j)
+    for (int64_t i = 0; i < kVolumeBlock; ++i)
+      lanes[position[j] * kVolumeBlock + i] = i < rows ? rows_at[i * row_stride + j] : 0.0f;
+}
+
+// The inverse: n x 8 at lanes into the first rows of rows x n.
+inline void lanes_to_rows(const float* lanes, int64_t n, float* rows_at, int64_t row_stride, int64_t rows) {
+  int64_t j = 0;
+  if (rows == kVolumeBlock) {
+    for (; j + kVolumeBlock <= n; j += kVolumeBlock) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(lanes + (j + i) * kVolumeBlock);
+      transpose8x8(r);
+      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(rows_at + i * row_stride + j, r[i]);
+    }
+  }
+  for (; j < n; ++j)
+    for (int64_t i = 0; i < rows; ++i) rows_at[i * row_stride + j] = lanes[j * kVolumeBlock + i];
+}
+
+// The 8 lanes of c0.. of a [C] row, zero past C.
+inline __m256 channel_lanes(const float* row, int64_t c0, int64_t C) {
+  if (c0 + kVolumeBlock <= C) return _mm256_loadu_ps(row + c0);
+  float tmp[kVolumeBlock] = {};
+  for (int64_t i = 0; c0 + i < C; ++i) tmp[i] = row[c0 + i];
+  return _mm256_loadu_ps(tmp);
+}
+
+// Float NCDHW input and output whose (n, c) volumes are contiguous and consecutive along C; weight
+// laid out [taps][C]. The input block is transposed into planes zero-padded as far as the taps
+// reach, so every tap of every output position reads a vector: each output plane is taken
+// kPositionBlock positions at a time, their sums in registers (independent FMA chains), with a
+// table of the padded input position each spatial tap of each output position reads.
+void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, const float* weight,
+                           const float* bias, float* output) {
+  constexpr int64_t kPositionBlock = 8;
+  const TapRanges taps(p);
+  const int64_t T = p.in_size[0], H = p.in_size[1], W = p.in_size[2], V = T * H * W;
+  const int64_t Ho = p.out_size[1], Wo = p.out_size[2], plane = Ho * Wo, Vo = p.out_size[0] * plane;
+  const int64_t C = p.channels, blocks = (C + kVolumeBlock - 1) / kVolumeBlock, ntaps = taps_of(p);
+  const int64_t KH = p.kernel[1], KW = p.kernel[2], spatial_taps = KH * KW;
+  // Padding before and after along H and W (taps' shifts grow with the tap index).
+  const int64_t top = std::max<int64_t>(0, -taps.shift[1][0]), left = std::max<int64_t>(0, -taps.shift[2][0]);
+  const int64_t Hp = top + std::max(H, (Ho - 1) * p.stride[1] + taps.shift[1][KH - 1] + 1);
+  const int64_t Wp = left + std::max(W, (Wo - 1) * p.stride[2] + taps.shift[2][KW - 1] + 1);
+  const int64_t padded_plane = (plane + kPositionBlock - 1) / kPositionBlock * kPositionBlock;
+  // Output position q reads, for spatial tap s, the vector at origin[q] + tap_offset[s] of the
+  // padded plane (in floats).
+  std::vector<int64_t> origin(padded_plane, 0), tap_offset(spatial_taps);
+  for (int64_t q = 0; q < plane; ++q)
+    origin[q] = ((top + q / Wo * p.stride[1]) * Wp + left + q % Wo * p.stride[2]) * kVolumeBlock;
+  for (int64_t s = 0; s < spatial_taps; ++s)
+    tap_offset[s] = (taps.shift[1][s / KW] * Wp + taps.shift[2][s % KW]) * kVolumeBlock;
+  std::vector<int32_t> padded_position(V);
+  for (int64_t v = 0; v < V; ++v)
+    padded_position[v] = static_cast<int32_t>((v / (H * W) * Hp + top + v / W % H) * Wp + left + v % W);
+  at::parallel_for(0, p.batch * blocks, grain_for(Vo * kVolumeBlock * ntaps), [&](int64_t begin, int64_t end) {
+    // The padding stays zero: the transposes write only the inside of the planes.
+    std::vector<float> x_lanes(T * Hp * Wp * kVolumeBlock, 0.0f), y_lanes(Vo * kVolumeBlock),
+        w_lanes(ntaps * kVolumeBlock);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / blocks, c0 = (task % blocks) * kVolumeBlock, rows = std::min(kVolumeBlock, C - c0);
+      rows_to_lanes(input + n * p.input_strides[0] + c0 * V, V, rows, V, x_lanes.data(), padded_position.data());
+      for (int64_t k = 0; k < ntaps; ++k) _mm256_storeu_ps(w_lanes.data() + k * kVolumeBlock, channel_lanes(weight + k * C, c0, C));
+      const __m256 init = bias ? channel_lanes(bias, c0, C) : _mm256_setzero_ps();
+      for (int64_t to = 0; to < p.out_size[0]; ++to) {
+        for (int64_t q0 = 0; q0 < plane; q0 += kPositionBlock) {
+          __m256 acc[kPositionBlock];
+          int64_t at[kPositionBlock];
+#pragma GCC unroll 8
+          for (int64_t j = 0; j < kPositionBlock; ++j) {
+            acc[j] = init;
+            at[j] = origin[q0 + j];
+          }
+          for (int64_t kd = 0; kd < p.kernel[0]; ++kd) {
+            const int64_t ti = to * p.stride[0] + taps.shift[0][kd];
+            if (ti < 0 || ti >= T) continue;
+            const float* x = x_lanes.data() + ti * Hp * Wp * kVolumeBlock;
+            const float* w = w_lanes.data() + kd * spatial_taps * kVolumeBlock;
+            for (int64_t s = 0; s < spatial_taps; ++s) {
+              const __m256 ws = _mm256_loadu_ps(w + s * kVolumeBlock);
+              const float* xs = x + tap_offset[s];
+#pragma GCC unroll 8
+              for (int64_t j = 0; j < kPositionBlock; ++j) acc[j] = _mm256_fmadd_ps(ws, _mm256_loadu_ps(xs + at[j]), acc[j]);
+            }
+          }
+          float* y = y_lanes.data() + (to * plane + q0) * kVolumeBlock;
+#pragma GCC unroll 8
+          for (int64_t j = 0; j < kPositionBlock; ++j)
+            if (j < plane - q0) _mm256_storeu_ps(y + j * kVolumeBlock, acc[j]);
+        }
+      }
+      lanes_to_rows(y_lanes.data(), Vo, output + n * p.output_strides[0] + c0 * Vo, Vo, rows);
+    }
+  });
+}
+#endif
+
 // The backward of one (n, c) volume for any strides, summing only the terms that lie inside the
 // input and the output (as PyTorch does: no zero padding that could meet an Inf): the input
 // gradient is scattered from each output row into a per-volume buffer, the weight and bias
@@ -1285,6 +1423,11 @@ void forward_typed(const DepthwiseConv3dParams& p, const void* input, const void
   const auto* b = static_cast<const acc_t*>(bias);
   auto* y = static_cast<scalar_t*>(output);
   if (p.vectorize_channels) {
+#if defined(VID3D_PLANE_PERMUTE)
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (p.transpose_volumes) return forward_small_volumes(p, x, w, b, y);
+    }
+#endif
     if (p.small_planes) return forward_channels_in_place(p, x, w, b, y);
     return forward_channel_blocks(p, x, w, b, y);
   }

@@ -18,6 +18,7 @@ kernels of its own: the public ops run the PyTorch reference for it.
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -112,9 +113,11 @@ def cpu_native_is_faster(op: str, tensors, depthwise: bool = True) -> bool:
 
     Measured on the CPU (bench/README.md): vid3d's depthwise backward is 2-20x PyTorch's in both
     layouts, so any call that will be differentiated runs vid3d. For inference vid3d's forward
-    wins on planes of 64 positions or more in both layouts; on smaller planes it is not reliably
-    faster than PyTorch's oneDNN kernel. PyTorch's channel shuffle is faster than vid3d's; the
-    one-pass cat + shuffle wins on NCDHW input of a million elements or more.
+    wins on planes of 64 positions or more in both layouts. On smaller planes it wins on float32
+    NCDHW volumes of up to 512 positions with the AVX2/AVX-512 kernels (channel blocks transposed
+    into vectors), and is not reliably faster than PyTorch's oneDNN kernel otherwise. PyTorch's
+    channel shuffle is faster than vid3d's; the one-pass cat + shuffle wins on NCDHW input of a
+    million elements or more.
     """
     first = tensors[0]
     training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
@@ -126,7 +129,16 @@ def cpu_native_is_faster(op: str, tensors, depthwise: bool = True) -> bool:
     if not depthwise:
         return False
     small_plane = first.shape[3] * first.shape[4] < 64
-    return training or not small_plane
+    if training or not small_plane:
+        return True
+    transposed_volumes = planar and first.dtype == torch.float32 and math.prod(first.shape[2:]) <= 512
+    return transposed_volumes and cpu_vector_isa()
+
+
+@functools.cache
+def cpu_vector_isa() -> bool:
+    """Whether vid3d's CPU kernels run with AVX2 or AVX-512 here (not the generic build)."""
+    return torch.ops.vid3d_native.cpu_isa() != "generic"
 
 
 def resolve(op: str, device: torch.device, native_is_faster: bool = True) -> str:
