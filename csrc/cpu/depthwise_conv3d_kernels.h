@@ -697,10 +697,13 @@ void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, c
   const int64_t Wp = left + std::max(W, (Wo - 1) * p.stride[2] + taps.shift[2][KW - 1] + 1);
   const int64_t padded_plane = (plane + kPositionBlock - 1) / kPositionBlock * kPositionBlock;
   // Output position q reads, for spatial tap s, the vector at origin[q] + tap_offset[s] of the
-  // padded plane (in floats).
-  std::vector<int64_t> origin(padded_plane, 0), tap_offset(spatial_taps);
-  for (int64_t q = 0; q < plane; ++q)
-    origin[q] = ((top + q / Wo * p.stride[1]) * Wp + left + q % Wo * p.stride[2]) * kVolumeBlock;
+  // padded plane (in floats). The positions past the plane that fill the last block repeat the
+  // first one's origin: they read inside the plane, and are not stored.
+  std::vector<int64_t> origin(padded_plane), tap_offset(spatial_taps);
+  for (int64_t q = 0; q < padded_plane; ++q) {
+    const int64_t at = q < plane ? q : 0;
+    origin[q] = ((top + at / Wo * p.stride[1]) * Wp + left + at % Wo * p.stride[2]) * kVolumeBlock;
+  }
   for (int64_t s = 0; s < spatial_taps; ++s)
     tap_offset[s] = (taps.shift[1][s / KW] * Wp + taps.shift[2][s % KW]) * kVolumeBlock;
   std::vector<int32_t> padded_position(V);
