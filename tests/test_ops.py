@@ -39,6 +39,10 @@ DEPTHWISE_CASES = [
     ((1, 17, 3, 5, 5), (3, 3, 3), 1, 1, 1),
     ((2, 70, 2, 3, 4), (3, 3, 3), (1, 2, 1), 1, (1, 1, 2)),
     ((1, 8, 3, 12, 40), (3, 3, 3), 1, 1, 1),
+    # Planar tiles of rows (kernels of three rows): 13 rows (the last tile overlaps), odd vector
+    # counts per row, W dilation.
+    ((1, 3, 3, 13, 19), (3, 3, 3), 1, 1, 1),
+    ((2, 2, 2, 6, 33), (1, 3, 3), 1, (0, 1, 1), (1, 1, 2)),
     # Large planes: the channel-vectorized forward splits them into bands of rows.
     ((1, 16, 4, 120, 150), (3, 3, 3), 1, 1, 1),  # 4.6 MB in float32: streaming stores
     ((1, 16, 2, 121, 150), (3, 3, 3), (1, 2, 1), 1, (1, 2, 1)),
@@ -67,6 +71,20 @@ def test_depthwise_conv3d_low_precision(case, layout, dtype):
 @pytest.mark.parametrize("case", DEPTHWISE_CASES[:3], ids=str)
 def test_depthwise_conv3d_without_bias(case):
     check_depthwise(case, "ncdhw", torch.float64, "cpu", with_bias=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_depthwise_forward_streams_large_planar_outputs(dtype):
+    """Outputs of 8 MB and more leave the planar forward through streaming stores, a vector per
+    whole cache line of the output: odd plane widths put row ends inside vectors and plane starts
+    off cache lines."""
+    x = randn((1, 3, 16, 211, 213), dtype, 0)
+    w = randn((3, 1, 3, 3, 3), dtype, 1)
+    b = randn((3,), dtype, 2)
+    with torch.no_grad():
+        y = ops.depthwise_conv3d(x, w, b, 1, 1)
+    assert y.nbytes >= 8 << 20
+    assert_close(y, F.conv3d(x.double(), w.double(), b.double(), 1, 1, 1, 3), dtype)
 
 
 def test_depthwise_conv3d_only_some_gradients():

@@ -137,9 +137,13 @@ constexpr int64_t kSmallPlane = 64;
 constexpr int64_t kTransposedVolume = 512;
 // Outputs this large would not stay in the caches anyway (see stream_output).
 constexpr int64_t kStreamBytes = int64_t(4) << 20;
+// The planar forward streams its output from this size. On the AMD EPYC of bench/README.md (32 MB
+// L3), streaming made the forward 6-12% faster with a 12.8 MB output and 8-13% slower with a 6 MB
+// one, which had stayed in the L3 between calls.
+constexpr int64_t kStreamPlanesBytes = int64_t(8) << 20;
 
 // The weight in the accumulation type, laid out as the kernel reads it: [taps][C] for the
-// channel-vectorized kernels, [C][taps] for the planar ones.
+// channel-vectorized kernels, [C][taps] for the planar ones and the transposed-volumes forward.
 at::Tensor prepared_weight(const at::Tensor& weight, bool taps_outer) {
   const int64_t channels = weight.size(0);
   at::Tensor w = weight.to(accumulation_type(weight.scalar_type())).reshape({channels, -1});
@@ -179,7 +183,8 @@ void depthwise_conv3d_forward(const at::Tensor& input, const at::Tensor& weight,
   p.vectorize_channels = channels_last || p.transpose_volumes || (small && !plane_in_vector);
   p.small_planes = small && (plane_in_vector || (p.vectorize_channels && input.stride(1) == 1 && output.stride(1) == 1));
   p.stream_output = output.nbytes() >= kStreamBytes;
-  const at::Tensor w = prepared_weight(weight, p.vectorize_channels);
+  p.stream_planes = output.nbytes() >= kStreamPlanesBytes;
+  const at::Tensor w = prepared_weight(weight, p.vectorize_channels && !p.transpose_volumes);
   at::Tensor b;
   if (bias.has_value()) {
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == p.channels,

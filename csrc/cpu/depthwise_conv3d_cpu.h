@@ -24,6 +24,7 @@ struct DepthwiseConv3dParams {
   int64_t grad_input_strides[5];  // backward only
   bool vectorize_channels;  // true: the kernels that vectorize over C; false: those that vectorize along W
   bool stream_output;       // a large output: channel-vectorized stores may bypass the caches
+  bool stream_planes;       // a larger output: the planar forward streams its contiguous planes
   // Forward on small planes, read in place: planar layouts with each plane in one or two float vectors
   // (planes of at most plane_vector_lanes() positions), or channel vectors with unit C strides.
   bool small_planes;
@@ -34,8 +35,8 @@ struct DepthwiseConv3dParams {
 };
 
 // Weights and biases arrive in the accumulation type (double for double
-// tensors, float otherwise). Planar kernels take the weight as [C][taps],
-// channels-last kernels as [taps][C].
+// tensors, float otherwise). Planar kernels and the transposed-volumes forward take
+// the weight as [C][taps], the other channel-vectorized kernels as [taps][C].
 // grad_weight/grad_bias are double [C][taps] / [C]; any grad pointer may be null.
 #define VID3D_DECLARE_DEPTHWISE_KERNELS(isa)                                              \
   namespace isa {                                                                       \

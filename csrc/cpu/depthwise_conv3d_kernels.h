@@ -115,35 +115,91 @@ inline acc_t* aligned_to_vector(acc_t* p) {
   return reinterpret_cast<acc_t*>((reinterpret_cast<uintptr_t>(p) + bytes - 1) / bytes * bytes);
 }
 
-// Streaming (cache-bypassing) stores where a vector is a whole cache line (AVX-512): a large
-// output then skips the read of each line before it is overwritten. With narrower vectors the
-// channel-vectorized kernels write lines in parts, and streaming them was slower (bench/README.md).
-#if defined(__x86_64__) && VID3D_VECTOR_BYTES == 64
-constexpr bool kStreamingStores = true;
-
-// A streaming store of v to a vector-aligned y; a plain store elsewhere.
+// A cache-bypassing (streaming) store of v to a vector-aligned y: a large output then skips the
+// read of each line before it is overwritten. Plain stores off x86.
 template <typename acc_t>
-inline void store_streaming(acc_t* y, const vec_t<acc_t>& v) {
-  if (reinterpret_cast<uintptr_t>(y) % VID3D_VECTOR_BYTES != 0) return store<acc_t>(y, v);
+inline void stream_vector(acc_t* y, const vec_t<acc_t>& v) {
+#if defined(__x86_64__) && VID3D_VECTOR_BYTES == 64
   if constexpr (std::is_same_v<acc_t, float>) {
     _mm512_stream_ps(y, (__m512)v);
   } else {
     _mm512_stream_pd(y, (__m512d)v);
   }
+#elif defined(__x86_64__) && VID3D_VECTOR_BYTES == 32
+  if constexpr (std::is_same_v<acc_t, float>) {
+    _mm256_stream_ps(y, (__m256)v);
+  } else {
+    _mm256_stream_pd(y, (__m256d)v);
+  }
+#elif defined(__x86_64__)
+  if constexpr (std::is_same_v<acc_t, float>) {
+    _mm_stream_ps(y, (__m128)v);
+  } else {
+    _mm_stream_pd(y, (__m128d)v);
+  }
+#else
+  store<acc_t>(y, v);
+#endif
 }
 
 // Orders this thread's streaming stores before what follows.
-inline void finish_streaming() { _mm_sfence(); }
-#else
-constexpr bool kStreamingStores = false;
-
-template <typename acc_t>
-inline void store_streaming(acc_t* y, const vec_t<acc_t>& v) {
-  store<acc_t>(y, v);
+inline void finish_streaming() {
+#if defined(__x86_64__)
+  _mm_sfence();
+#endif
 }
 
-inline void finish_streaming() {}
+// The channel-vectorized kernels stream only where a vector is a whole cache line (AVX-512): with
+// narrower vectors they write lines in parts, and streaming them was slower (bench/README.md).
+#if defined(__x86_64__) && VID3D_VECTOR_BYTES == 64
+constexpr bool kStreamingStores = true;
+#else
+constexpr bool kStreamingStores = false;
 #endif
+
+// A streaming store of v where the channel-vectorized kernels stream and y is vector-aligned; a
+// plain store elsewhere.
+template <typename acc_t>
+inline void store_streaming(acc_t* y, const vec_t<acc_t>& v) {
+  if (!kStreamingStores || reinterpret_cast<uintptr_t>(y) % VID3D_VECTOR_BYTES != 0) return store<acc_t>(y, v);
+  stream_vector<acc_t>(y, v);
+}
+
+// dst[h * cols + w] = src[h * row + w] for a plane of rows x cols (cols >= kLanes), with
+// streaming stores: each vector of dst's whole cache lines is one load from src, or two blended
+// where it spans the end of a row. The partial lines at the ends of dst take plain stores.
+template <typename acc_t>
+void stream_plane(acc_t* __restrict dst, const acc_t* __restrict src, int64_t rows, int64_t cols, int64_t row) {
+  using V = vec_t<acc_t>;
+  using Index = std::conditional_t<sizeof(acc_t) == 4, int32_t, int64_t>;
+  using Mask = typename Vec<Index>::type;
+  constexpr int64_t L = kLanes<acc_t>;
+  Mask lane;
+  for (int64_t j = 0; j < L; ++j) lane[j] = static_cast<Index>(j);
+  constexpr int64_t kLine = 64 / sizeof(acc_t);
+  const int64_t n = rows * cols;
+  // Whole cache lines only: a line written partly by plain stores and partly streamed is slow.
+  const int64_t head = std::min<int64_t>(n, (kLine - reinterpret_cast<uintptr_t>(dst) / sizeof(acc_t) % kLine) % kLine);
+  const int64_t body_end = head + (n - head) / kLine * kLine;
+  // s points at element i of the plane in src, w is its column.
+  const acc_t* s = src;
+  int64_t i = 0, w = 0;
+  const auto advance = [&](int64_t k) {
+    s += k;
+    w += k;
+    if (w >= cols) {
+      w -= cols;
+      s += row - cols;
+    }
+  };
+  for (; i < head; ++i, advance(1)) dst[i] = *s;
+  for (; i < body_end; i += L, advance(L)) {
+    V v = load<acc_t>(s);
+    if (w + L > cols) v = lane < Mask{} + static_cast<Index>(cols - w) ? v : load<acc_t>(s + row - cols);
+    stream_vector<acc_t>(dst + i, v);
+  }
+  for (; i < n; ++i, advance(1)) dst[i] = *s;
+}
 
 // Outputs computed together in registers by the stencil loops (four vectors); the scratch
 // buffers below carry this much slack so a block may run past the end of its segment.
@@ -265,6 +321,47 @@ inline void correlate(acc_t* __restrict out, const acc_t* __restrict src, int64_
   }
 }
 
+// Rows of a padded plane correlated with kernels of three rows (unit H stride and dilation):
+// out[h][w] = init + sum w[kd][kh][kw] * src[kd * slice + (h + kh) * row + w + kw * kw_step] for
+// h in [0, rows), w in [0, cols) rounded up to VV vectors. A tile of R rows x VV vectors stays in
+// registers while the input rows stream past it, and each loaded input vector serves all three
+// kernel rows: (R + 2) * VV loads per (kd, kw) instead of 3 * R * VV, and R * VV independent sums
+// to cover the FMA latency. The last tile of rows starts R rows above the end (it may overlap
+// the one before), so rows >= R. Reads and writes up to VV vectors past a row's `cols`.
+template <int R, int VV, typename acc_t>
+void correlate_rows(acc_t* __restrict out, const acc_t* __restrict src, int64_t rows, int64_t cols, int64_t row,
+                    int64_t slice, int64_t kd_count, int64_t kw_count, int64_t kw_step,
+                    const acc_t* __restrict w, acc_t init) {
+  using V = vec_t<acc_t>;
+  constexpr int64_t L = kLanes<acc_t>;
+  constexpr int KH = 3;
+  for (int64_t h0 = 0; h0 < rows; h0 += R) {
+    const int64_t h = std::min(h0, rows - R);
+    for (int64_t w0 = 0; w0 < cols; w0 += VV * L) {
+      V acc[R][VV];
+      for (int r = 0; r < R; ++r)
+        for (int v = 0; v < VV; ++v) acc[r][v] = splat(init);
+      for (int64_t kd = 0; kd < kd_count; ++kd)
+        for (int64_t kw = 0; kw < kw_count; ++kw) {
+          const acc_t* s = src + kd * slice + h * row + w0 + kw * kw_step;
+          const acc_t* wt = w + kd * KH * kw_count + kw;
+          const V w0v = splat(wt[0]), w1v = splat(wt[kw_count]), w2v = splat(wt[2 * kw_count]);
+#pragma GCC unroll 16
+          for (int r = 0; r < R + KH - 1; ++r)
+#pragma GCC unroll 4
+            for (int v = 0; v < VV; ++v) {
+              const V x = load<acc_t>(s + r * row + v * L);
+              if (r < R) acc[r][v] += w0v * x;
+              if (r >= 1 && r - 1 < R) acc[r - 1][v] += w1v * x;
+              if (r >= 2) acc[r - 2][v] += w2v * x;
+            }
+        }
+      for (int r = 0; r < R; ++r)
+        for (int v = 0; v < VV; ++v) store<acc_t>(out + (h + r) * row + w0 + v * L, acc[r][v]);
+    }
+  }
+}
+
 // sum_i a[i] * b[i] over [0, len) rounded up to whole blocks (the caller zero-pads a).
 template <typename acc_t>
 inline acc_t dot(const acc_t* __restrict a, const acc_t* __restrict b, int64_t len) {
@@ -349,11 +446,41 @@ std::vector<int64_t> tap_offsets(const PaddedVolume<acc_t>& v, const int64_t* ke
   return off;
 }
 
+template <typename acc_t>
+using RowsKernel = void (*)(acc_t*, const acc_t*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                            const acc_t*, acc_t);
+
+// The correlate_rows tile for planes of rows x cols outputs, or null where it does not apply
+// (kernels of other than three rows, H dilation, fewer than 4 rows). Tiles of two vectors where
+// the row takes an even number of vectors, else one; then, of the tiles no taller than the plane,
+// the tallest that wastes the fewest rows (the last tile overlaps the one before it).
+template <typename acc_t>
+RowsKernel<acc_t> rows_kernel_for(const int64_t* kernel, const int64_t* dilation, int64_t rows, int64_t cols) {
+  if (kernel[1] != 3 || dilation[1] != 1 || rows < 4) return nullptr;
+  struct Tile {
+    int64_t rows;
+    RowsKernel<acc_t> run;
+  };
+  static constexpr Tile kOneVector[] = {{8, correlate_rows<8, 1, acc_t>}, {7, correlate_rows<7, 1, acc_t>},
+                                        {5, correlate_rows<5, 1, acc_t>}, {4, correlate_rows<4, 1, acc_t>}};
+  static constexpr Tile kTwoVectors[] = {{7, correlate_rows<7, 2, acc_t>}, {5, correlate_rows<5, 2, acc_t>},
+                                         {4, correlate_rows<4, 2, acc_t>}};
+  const bool two = (cols + kLanes<acc_t> - 1) / kLanes<acc_t> % 2 == 0;
+  const Tile* begin = two ? kTwoVectors : kOneVector;
+  const Tile* end = two ? std::end(kTwoVectors) : std::end(kOneVector);
+  const auto rows_computed = [rows](const Tile* t) { return (rows + t->rows - 1) / t->rows * t->rows; };
+  const Tile* best = nullptr;  // the 4-row tile always fits
+  for (const Tile* t = begin; t != end; ++t)
+    if (t->rows <= rows && (!best || rows_computed(t) < rows_computed(best))) best = t;
+  return best->run;
+}
+
 // A correlation over a padded volume: out[o] = init + sum_k w[k] * v[o * stride + k * dilation + start]
 // per dimension, for every output position of one plane `to`, written to `dst` (plane of the
 // output tensor, element strides ds[0..1] for H, W). With unit H and W strides each output
-// plane is one flat segment over the padded rows (columns past the output width are computed
-// and dropped); otherwise each output row is a segment.
+// plane is computed over the padded rows (columns past the output width are computed and
+// dropped), in tiles of rows for kernels of three rows (correlate_rows), else as one flat
+// segment; otherwise each output row is a segment.
 template <typename scalar_t, typename acc_t>
 struct PlaneStencil {
   const PaddedVolume<acc_t>& v;
@@ -362,11 +489,18 @@ struct PlaneStencil {
   const int64_t* stride;
   int64_t start;  // element offset of start[] in v
   bool flat;
+  const int64_t* kernel;
+  const int64_t* dilation;
+  RowsKernel<acc_t> rows_kernel;  // for flat planes where it applies
+  bool stream;  // contiguous flat output planes of at least a vector per row take streaming stores
 
-  PlaneStencil(const PaddedVolume<acc_t>& v_, const int64_t* kernel, const int64_t* dilation, const int64_t* out_,
-               const int64_t* stride_, const int64_t* start_)
-      : v(v_), off(tap_offsets(v_, kernel, dilation)), out(out_), stride(stride_),
-        start(v_.index(start_[0], start_[1], start_[2])), flat(stride_[1] == 1 && stride_[2] == 1) {}
+  PlaneStencil(const PaddedVolume<acc_t>& v_, const int64_t* kernel_, const int64_t* dilation_, const int64_t* out_,
+               const int64_t* stride_, const int64_t* start_, bool stream_output)
+      : v(v_), off(tap_offsets(v_, kernel_, dilation_)), out(out_), stride(stride_),
+        start(v_.index(start_[0], start_[1], start_[2])), flat(stride_[1] == 1 && stride_[2] == 1),
+        kernel(kernel_), dilation(dilation_),
+        rows_kernel(flat ? rows_kernel_for<acc_t>(kernel_, dilation_, out_[1], out_[2]) : nullptr),
+        stream(stream_output && flat && std::is_same_v<scalar_t, acc_t> && out_[2] >= kLanes<acc_t>) {}
 
   int64_t scratch_size() const { return (flat ? out[1] * v.row : out[2]) + kBlock<acc_t>; }
 
@@ -374,7 +508,15 @@ struct PlaneStencil {
     const int64_t ntaps = static_cast<int64_t>(off.size());
     const acc_t* base = v.data.data() + start + to * stride[0] * v.plane;
     if (flat) {
-      correlate(scratch, base, out[1] * v.row, off.data(), weight, ntaps, init);
+      if (rows_kernel) {
+        rows_kernel(scratch, base, out[1], out[2], v.row, dilation[0] * v.plane, kernel[0], kernel[2], dilation[2],
+                    weight, init);
+      } else {
+        correlate(scratch, base, out[1] * v.row, off.data(), weight, ntaps, init);
+      }
+      if constexpr (std::is_same_v<scalar_t, acc_t>) {
+        if (stream && ds[1] == 1 && ds[0] == out[2]) return stream_plane(dst, scratch, out[1], out[2], v.row);
+      }
       for (int64_t ho = 0; ho < out[1]; ++ho) store_row(scratch + ho * v.row, dst + ho * ds[0], ds[1]);
       return;
     }
@@ -411,7 +553,8 @@ void forward_planar(const DepthwiseConv3dParams& p, const scalar_t* input, const
   at::parallel_for(0, p.batch * p.channels, grain_for(volume), [&](int64_t begin, int64_t end) {
     PaddedVolume<acc_t> x_pad = padded_input<acc_t>(p);
     const int64_t start[3] = {0, 0, 0};
-    const PlaneStencil<scalar_t, acc_t> stencil(x_pad, p.kernel, p.dilation, p.out_size, p.stride, start);
+    const PlaneStencil<scalar_t, acc_t> stencil(x_pad, p.kernel, p.dilation, p.out_size, p.stride, start,
+                                                p.stream_planes);
     std::vector<acc_t> scratch(stencil.scratch_size());
     for (int64_t nc = begin; nc < end; ++nc) {
       const int64_t c = nc % p.channels, n = nc / p.channels;
@@ -420,6 +563,7 @@ void forward_planar(const DepthwiseConv3dParams& p, const scalar_t* input, const
       for (int64_t to = 0; to < p.out_size[0]; ++to)
         stencil.run(to, weight + c * ntaps, init, scratch.data(), output + n * ys[0] + c * ys[1] + to * ys[2], ys + 3);
     }
+    if (stencil.stream) finish_streaming();
   });
 }
 
@@ -679,7 +823,7 @@ inline __m256 channel_lanes(const float* row, int64_t c0, int64_t C) {
 }
 
 // Float NCDHW input and output whose (n, c) volumes are contiguous and consecutive along C; weight
-// laid out [taps][C]. The input block is transposed into planes zero-padded as far as the taps
+// laid out [C][taps], transposed per block of channels like the input. The input block is transposed into planes zero-padded as far as the taps
 // reach, so every tap of every output position reads a vector: each output plane is taken
 // kPositionBlock positions at a time, their sums in registers (independent FMA chains), with a
 // table of the padded input position each spatial tap of each output position reads.
@@ -706,9 +850,10 @@ void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, c
   }
   for (int64_t s = 0; s < spatial_taps; ++s)
     tap_offset[s] = (taps.shift[1][s / KW] * Wp + taps.shift[2][s % KW]) * kVolumeBlock;
-  std::vector<int32_t> padded_position(V);
+  std::vector<int32_t> padded_position(V), tap_position(ntaps);
   for (int64_t v = 0; v < V; ++v)
     padded_position[v] = static_cast<int32_t>((v / (H * W) * Hp + top + v / W % H) * Wp + left + v % W);
+  for (int64_t k = 0; k < ntaps; ++k) tap_position[k] = static_cast<int32_t>(k);
   at::parallel_for(0, p.batch * blocks, grain_for(Vo * kVolumeBlock * ntaps), [&](int64_t begin, int64_t end) {
     // The padding stays zero: the transposes write only the inside of the planes.
     std::vector<float> x_lanes(T * Hp * Wp * kVolumeBlock, 0.0f), y_lanes(Vo * kVolumeBlock),
@@ -716,7 +861,7 @@ void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, c
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks, c0 = (task % blocks) * kVolumeBlock, rows = std::min(kVolumeBlock, C - c0);
       rows_to_lanes(input + n * p.input_strides[0] + c0 * V, V, rows, V, x_lanes.data(), padded_position.data());
-      for (int64_t k = 0; k < ntaps; ++k) _mm256_storeu_ps(w_lanes.data() + k * kVolumeBlock, channel_lanes(weight + k * C, c0, C));
+      rows_to_lanes(weight + c0 * ntaps, ntaps, rows, ntaps, w_lanes.data(), tap_position.data());
       const __m256 init = bias ? channel_lanes(bias, c0, C) : _mm256_setzero_ps();
       for (int64_t to = 0; to < p.out_size[0]; ++to) {
         for (int64_t q0 = 0; q0 < plane; q0 += kPositionBlock) {
@@ -895,7 +1040,7 @@ void backward_planar_unit_stride(const DepthwiseConv3dParams& p, const scalar_t*
   at::parallel_for(0, p.channels, grain_for(volume), [&](int64_t begin, int64_t end) {
     PaddedVolume<acc_t> x_pad = padded_input<acc_t>(p);
     PaddedVolume<acc_t> g_pad(g_dims, g_origin, 1, kBlock<acc_t> + g_dims[2] + 1);
-    const PlaneStencil<scalar_t, acc_t> dx_stencil(g_pad, p.kernel, p.dilation, p.in_size, unit, g_base);
+    const PlaneStencil<scalar_t, acc_t> dx_stencil(g_pad, p.kernel, p.dilation, p.in_size, unit, g_base, false);
     const std::vector<int64_t> x_off = tap_offsets(x_pad, p.kernel, p.dilation);
     std::vector<acc_t> scratch(dx_stencil.scratch_size());
     // The output gradient with the padded input's row pitch, zeros past Wo and past each plane
