@@ -390,6 +390,7 @@ template <typename acc_t>
 struct PaddedVolume {
   int64_t dims[3];   // padded T, H, W
   int64_t origin[3];
+  int64_t filled[3] = {0, 0, 0};  // the size of the box the last fill copied
   int64_t phases, row_phase, row, plane;  // row = phases * row_phase, plane = dims[1] * row
   std::vector<acc_t> data;
 
@@ -412,6 +413,7 @@ struct PaddedVolume {
   // Copies src[t * s[0] + h * s[1] + w * s[2]] for the size[] box; the padding stays zero.
   template <typename scalar_t>
   void fill(const scalar_t* src, const int64_t* size, const int64_t* s) {
+    std::copy(size, size + 3, filled);
     for (int64_t t = 0; t < size[0]; ++t)
       for (int64_t h = 0; h < size[1]; ++h) {
         const scalar_t* src_row = src + t * s[0] + h * s[1];
@@ -488,6 +490,7 @@ struct PlaneStencil {
   const int64_t* out;  // To, Ho, Wo
   const int64_t* stride;
   int64_t start;  // element offset of start[] in v
+  int64_t start_slice;  // start[0]
   bool flat;
   const int64_t* kernel;
   const int64_t* dilation;
@@ -497,7 +500,7 @@ struct PlaneStencil {
   PlaneStencil(const PaddedVolume<acc_t>& v_, const int64_t* kernel_, const int64_t* dilation_, const int64_t* out_,
                const int64_t* stride_, const int64_t* start_, bool stream_output)
       : v(v_), off(tap_offsets(v_, kernel_, dilation_)), out(out_), stride(stride_),
-        start(v_.index(start_[0], start_[1], start_[2])), flat(stride_[1] == 1 && stride_[2] == 1),
+        start(v_.index(start_[0], start_[1], start_[2])), start_slice(start_[0]), flat(stride_[1] == 1 && stride_[2] == 1),
         kernel(kernel_), dilation(dilation_),
         rows_kernel(flat ? rows_kernel_for<acc_t>(kernel_, dilation_, out_[1], out_[2]) : nullptr),
         stream(stream_output && flat && std::is_same_v<scalar_t, acc_t> && out_[2] >= kLanes<acc_t>) {}
@@ -505,14 +508,22 @@ struct PlaneStencil {
   int64_t scratch_size() const { return (flat ? out[1] * v.row : out[2]) + kBlock<acc_t>; }
 
   void run(int64_t to, const acc_t* weight, acc_t init, acc_t* scratch, scalar_t* dst, const int64_t* ds) const {
-    const int64_t ntaps = static_cast<int64_t>(off.size());
+    // Kernel slices kd that read only the padding add nothing: the taps run over [kd_begin, kd_end).
+    const int64_t first = start_slice + to * stride[0], d = dilation[0];
+    const int64_t lo = v.origin[0] - first, hi = v.origin[0] + v.filled[0] - 1 - first;
+    const int64_t kd_begin = lo <= 0 ? 0 : (lo + d - 1) / d;
+    const int64_t kd_end = hi < 0 ? 0 : std::min(kernel[0], hi / d + 1);
+    const int64_t slices = std::max<int64_t>(0, kd_end - kd_begin), slice_taps = kernel[1] * kernel[2];
+    const int64_t ntaps = slices * slice_taps;
+    const int64_t* tap_off = off.data() + kd_begin * slice_taps;
+    weight += kd_begin * slice_taps;
     const acc_t* base = v.data.data() + start + to * stride[0] * v.plane;
     if (flat) {
       if (rows_kernel) {
-        rows_kernel(scratch, base, out[1], out[2], v.row, dilation[0] * v.plane, kernel[0], kernel[2], dilation[2],
-                    weight, init);
+        rows_kernel(scratch, base + kd_begin * d * v.plane, out[1], out[2], v.row, d * v.plane, slices, kernel[2],
+                    dilation[2], weight, init);
       } else {
-        correlate(scratch, base, out[1] * v.row, off.data(), weight, ntaps, init);
+        correlate(scratch, base, out[1] * v.row, tap_off, weight, ntaps, init);
       }
       if constexpr (std::is_same_v<scalar_t, acc_t>) {
         if (stream && ds[1] == 1 && ds[0] == out[2]) return stream_plane(dst, scratch, out[1], out[2], v.row);
@@ -521,7 +532,7 @@ struct PlaneStencil {
       return;
     }
     for (int64_t ho = 0; ho < out[1]; ++ho) {
-      correlate(scratch, base + ho * stride[1] * v.row, out[2], off.data(), weight, ntaps, init);
+      correlate(scratch, base + ho * stride[1] * v.row, out[2], tap_off, weight, ntaps, init);
       store_row(scratch, dst + ho * ds[0], ds[1]);
     }
   }
