@@ -26,6 +26,7 @@ import vid3d.ops._kernels as kernels_module
 from vid3d import ops
 
 from _helpers import assert_close, check_depthwise, make_layout, randn
+import test_reliability
 from test_cuda import CASES, DTYPES, LAYOUTS, VECTOR_CASES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,3 +201,17 @@ def test_conv2plus1d_fused_depthwise_pair(cuda_on_cpu, stride, padding, dilation
     for g, r in zip(torch.autograd.grad(y, [x, *params], grad.to(dtype)),
                     torch.autograd.grad(ref, [x64, *params64], grad)):
         assert_close(g, r, dtype, "gradient")
+
+
+# The NaN/Inf checks of test_reliability through the emulated CUDA kernels: on the GPU they found
+# NaN in the input and weight gradients where PyTorch has Inf (zeros outside the tensor times Inf).
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("name, role", [(name, role) for name in ("depthwise_conv3d", "conv2plus1d-depthwise")
+                                        for role in test_reliability.ROLES[name]], ids=str)
+def test_nan_and_inf_propagate_like_pytorch(cuda_on_cpu, name, role, dtype):
+    test_reliability.test_nan_and_inf_propagate_like_pytorch("cuda", "cpu", name, role, dtype)
+
+
+@pytest.mark.parametrize("grad_of", test_reliability.NONFINITE_CASES)
+def test_gradients_add_no_out_of_range_terms(cuda_on_cpu, grad_of):
+    test_reliability.test_gradients_add_no_out_of_range_terms("cuda", "cpu", grad_of)

@@ -1,8 +1,10 @@
 // Depthwise conv3d backward kernels (runtime kernel size and stride, every dtype):
 // - input gradient of a strided convolution as the transposed stencil: each block loads the
 //   grad_output region its input tile receives from (halo included) into shared memory and every
-//   input position gathers its taps from there; no atomics. (Stride-1 convolutions take the
-//   forward kernels with the flipped weight instead, see glue.h.)
+//   input position gathers its taps from there, only those that meet grad_output (zeros outside it
+//   times an Inf weight would add NaN); no atomics. (Stride-1 convolutions take the forward
+//   kernels with the flipped weight instead, and this kernel only where the weight is not finite,
+//   see glue.h.)
 // - weight and bias gradients, deterministic by construction: each block owns one channel and a
 //   fixed range of (sample, output tile)s; per tile it loads the input tile and the grad_output
 //   tile into shared memory, threads own (tap, lane) accumulators in shared memory, and the block
@@ -40,6 +42,7 @@ __global__ void __launch_bounds__(kThreads) input_grad_kernel(const InputGradLau
   }
   const int64_t c = block % p.channels;
   const int64_t n = block / p.channels;
+  if (L.b.skip_if != nullptr && *L.b.skip_if) return;
 
   acc* weights = reinterpret_cast<acc*>(shared_buffer());
   scalar_t* tile = reinterpret_cast<scalar_t*>(shared_buffer() + align16(int64_t(taps) * sizeof(acc)));
@@ -72,14 +75,15 @@ __global__ void __launch_bounds__(kThreads) input_grad_kernel(const InputGradLau
     acc sum = 0;
     for (int a = 0; a < kt; ++a) {
       const TransposedTap<int> tap_t = transposed_tap<int>(i[0], a, dims[0][0], dims[0][1], dims[0][2]);
-      if (!tap_t.hit) continue;
+      if (!tap_t.hit || tap_t.output < 0 || tap_t.output >= p.out_size[0]) continue;
       for (int b = 0; b < kh; ++b) {
         const TransposedTap<int> tap_h = transposed_tap<int>(i[1], b, dims[1][0], dims[1][1], dims[1][2]);
-        if (!tap_h.hit) continue;
+        if (!tap_h.hit || tap_h.output < 0 || tap_h.output >= p.out_size[1]) continue;
         const int row = ((tap_t.output - int(origin[0])) * L.extent[1] + tap_h.output - int(origin[1])) * L.pitch;
         for (int e = 0; e < kw; ++e) {
           const TransposedTap<int> tap_w = transposed_tap<int>(i[2], e, dims[2][0], dims[2][1], dims[2][2]);
-          if (tap_w.hit) sum += to_acc(tile[row + shift + tap_w.output - int(origin[2])]) * weights[(a * kh + b) * kw + e];
+          if (tap_w.hit && tap_w.output >= 0 && tap_w.output < p.out_size[2])
+            sum += to_acc(tile[row + shift + tap_w.output - int(origin[2])]) * weights[(a * kh + b) * kw + e];
         }
       }
     }
@@ -161,8 +165,14 @@ __global__ void __launch_bounds__(kThreads) param_grad_partial_kernel(const Para
     load_planar_tile(g_tile, g_src, first_output, L.tile, L.tile[2], 1, false);
     __syncthreads();
 
-    // Outputs outside the tensor have zero gradient in the tile: they add nothing. Each (tap,
-    // lane) accumulator belongs to one thread; threads past taps_at_once * lanes have none.
+    // Outputs past the tensor's end (zeros in the tile) are skipped: times an Inf input they would
+    // add NaN. Each (tap, lane) accumulator belongs to one thread; threads past
+    // taps_at_once * lanes have none.
+    int valid[3];
+    for (int d = 0; d < 3; ++d) {
+      const int64_t left = p.out_size[d] - int64_t(first_output[d]);
+      valid[d] = left < L.tile[d] ? int(left) : L.tile[d];
+    }
     for (int k = threadIdx.x / lanes; k < taps_total && int(threadIdx.x) < taps_at_once * lanes; k += taps_at_once) {
       const bool is_bias = k == taps;
       const int a = is_bias ? 0 : k / (kh * kw), b = is_bias ? 0 : (k / kw) % kh, e = is_bias ? 0 : k % kw;
@@ -171,6 +181,7 @@ __global__ void __launch_bounds__(kThreads) param_grad_partial_kernel(const Para
       acc sum = 0;
       for (int q = lane; q < tile_outputs; q += lanes) {
         const int lw = q % L.tile[2], lh = (q / L.tile[2]) % L.tile[1], lt = q / (L.tile[2] * L.tile[1]);
+        if (lw >= valid[2] || lh >= valid[1] || lt >= valid[0]) continue;
         const acc g = to_acc(g_tile[q]);
         const int x_at = lt * int(p.dims[0].stride) * pitch_t + lh * int(p.dims[1].stride) * pitch_h +
                          lw * int(p.dims[2].stride) + tap_offset;

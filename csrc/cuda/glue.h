@@ -14,7 +14,9 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/all.h>
 #include <ATen/ops/flip.h>
+#include <ATen/ops/isfinite.h>
 #include <c10/util/Exception.h>
 
 #include <initializer_list>
@@ -164,9 +166,27 @@ void depthwise_conv3d_forward(const at::Tensor& input, const at::Tensor& weight,
   Runtime::check(launch_forward(p, Runtime::stream()));
 }
 
+// The input gradient by the transposed-stencil kernel, which sums only the taps that meet
+// grad_output; with skip_if (a flag in device memory) it writes nothing when the flag is true.
+template <class Runtime>
+void exact_input_grad(const DepthwiseParams& p, const at::Tensor& weight, const at::Tensor& grad_input,
+                      const bool* skip_if) {
+  DepthwiseBackwardParams b{};
+  b.conv = p;
+  const at::Tensor w = kernel_weight(weight);
+  b.conv.weight = w.const_data_ptr();
+  b.grad_input = grad_input.mutable_data_ptr();
+  copy_strides(b.grad_input_strides, grad_input);
+  b.skip_if = skip_if;
+  Runtime::check(launch_input_grad(b, Runtime::stream()));
+}
+
 // The input gradient of a stride-1 convolution is the forward convolution of grad_output with the
 // flipped weight and padding (k - 1) * dilation - padding: it runs the forward kernels (templated
-// stencils, channels-last path). `p` describes the convolution, p.output being grad_output.
+// stencils, channels-last path). Those multiply the zeros around grad_output with the weight too,
+// so where the weight holds an Inf or NaN (0 * Inf = NaN where PyTorch adds nothing) the exact
+// kernel rewrites the gradient, told by a flag on the device: no synchronization. `p` describes
+// the convolution, p.output being grad_output.
 template <class Runtime>
 void stride_one_input_grad(const DepthwiseParams& p, const at::Tensor& weight, const at::Tensor& grad_input) {
   DepthwiseParams t = p;
@@ -184,6 +204,8 @@ void stride_one_input_grad(const DepthwiseParams& p, const at::Tensor& weight, c
   t.bias = nullptr;
   t.activation = Activation::None;
   Runtime::check(launch_forward(t, Runtime::stream()));
+  const at::Tensor weight_finite = at::isfinite(weight).all();
+  exact_input_grad<Runtime>(p, weight, grad_input, weight_finite.const_data_ptr<bool>());
 }
 
 // Strided convolutions take the transposed-stencil kernel; weight and bias gradients are always
@@ -213,11 +235,7 @@ void depthwise_conv3d_backward(const at::Tensor& grad_output, const at::Tensor& 
     if (p.dims[0].stride == 1 && p.dims[1].stride == 1 && p.dims[2].stride == 1) {
       stride_one_input_grad<Runtime>(p, weight, *grad_input);
     } else {
-      const at::Tensor w = kernel_weight(weight);
-      b.conv.weight = w.const_data_ptr();
-      b.grad_input = grad_input->mutable_data_ptr();
-      copy_strides(b.grad_input_strides, *grad_input);
-      Runtime::check(launch_input_grad(b, Runtime::stream()));
+      exact_input_grad<Runtime>(p, weight, *grad_input, nullptr);
     }
   }
   if (!grad_weight.has_value() && !grad_bias.has_value()) return;

@@ -43,10 +43,12 @@ cudaError_t launch_depthwise_forward(const DepthwiseParams& p, cudaStream_t stre
 // (read), conv.weight the weight ([C][taps], accumulation type).
 struct DepthwiseBackwardParams {
   DepthwiseParams conv;
-  // grad_input, written by launch_depthwise_input_grad (strided convolutions: the transposed
-  // stencil, gathered, no atomics).
+  // grad_input, written by launch_depthwise_input_grad (the transposed stencil, gathered, no
+  // atomics; it sums only the taps that meet grad_output). With skip_if set, a flag in device
+  // memory, the kernel writes nothing when the flag is true.
   void* grad_input;
   int64_t grad_input_strides[5];
+  const bool* skip_if;
   // Weight and bias gradients (launch_depthwise_param_grad): per-block partial sums into
   // `partials` (chunks x C x (taps + 1), accumulation type), then a fixed-order sum into
   // grad_params ([C][taps + 1]: the weight taps, then the bias), so the result does not depend on
