@@ -176,12 +176,14 @@ void depthwise_conv3d_forward(const at::Tensor& input, const at::Tensor& weight,
   const bool plane_in_vector = !channels_last && p.in_size[1] * p.in_size[2] <= plane_lanes &&
                                p.out_size[1] * p.out_size[2] <= plane_lanes;
   // The ISAs with the planes-in-vectors forward (AVX2, AVX-512) also have the transposed one.
-  p.transpose_volumes = small && !channels_last && input.scalar_type() == at::kFloat && plane_lanes > 0 &&
-                        volumes_consecutive(input) && volumes_consecutive(output) &&
+  const bool unit_channel_strides = input.stride(1) == 1 && output.stride(1) == 1;
+  p.transpose_volumes = small && input.scalar_type() == at::kFloat && plane_lanes > 0 &&
+                        (channels_last ? unit_channel_strides
+                                       : volumes_consecutive(input) && volumes_consecutive(output)) &&
                         p.in_size[0] * p.in_size[1] * p.in_size[2] <= kTransposedVolume &&
                         p.out_size[0] * p.out_size[1] * p.out_size[2] <= kTransposedVolume;
   p.vectorize_channels = channels_last || p.transpose_volumes || (small && !plane_in_vector);
-  p.small_planes = small && (plane_in_vector || (p.vectorize_channels && input.stride(1) == 1 && output.stride(1) == 1));
+  p.small_planes = small && (plane_in_vector || (p.vectorize_channels && unit_channel_strides));
   p.stream_output = output.nbytes() >= kStreamBytes;
   p.stream_planes = output.nbytes() >= kStreamPlanesBytes;
   const at::Tensor w = prepared_weight(weight, p.vectorize_channels && !p.transpose_volumes);

@@ -28,8 +28,9 @@ struct DepthwiseConv3dParams {
   // Forward on small planes, read in place: planar layouts with each plane in one or two float vectors
   // (planes of at most plane_vector_lanes() positions), or channel vectors with unit C strides.
   bool small_planes;
-  // Forward, float NCDHW with each (n, c) volume contiguous and the volumes consecutive along C:
-  // blocks of 8 channels transposed to channel vectors (small volumes of small planes).
+  // Forward on small volumes of small planes, float NCDHW with each (n, c) volume contiguous and the
+  // volumes consecutive along C (transposed), or channels-last with unit channel strides (gathered):
+  // blocks of 8 channels as channel vectors in zero-padded planes.
   bool transpose_volumes;
   ScalarKind scalar;
 };

@@ -833,8 +833,36 @@ inline __m256 channel_lanes(const float* row, int64_t c0, int64_t C) {
   return _mm256_loadu_ps(tmp);
 }
 
-// Float NCDHW input and output whose (n, c) volumes are contiguous and consecutive along C; weight
-// laid out [C][taps], transposed per block of channels like the input. The input block is transposed into planes zero-padded as far as the taps
+// Channels-last counterparts of rows_to_lanes and lanes_to_rows: the `rows` channels of a
+// position are consecutive, so each position is one vector copy (per element for a partial block).
+inline void positions_to_lanes(const float* x, const int64_t* position_offset, int64_t n, int64_t rows,
+                               float* lanes, const int32_t* position) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float* src = x + position_offset[j];
+    float* dst = lanes + position[j] * kVolumeBlock;
+    if (rows == kVolumeBlock) {
+      _mm256_storeu_ps(dst, _mm256_loadu_ps(src));
+    } else {
+      for (int64_t i = 0; i < rows; ++i) dst[i] = src[i];
+    }
+  }
+}
+
+inline void lanes_to_positions(const float* lanes, int64_t n, float* y, const int64_t* position_offset,
+                               int64_t rows) {
+  for (int64_t j = 0; j < n; ++j) {
+    float* dst = y + position_offset[j];
+    if (rows == kVolumeBlock) {
+      _mm256_storeu_ps(dst, _mm256_loadu_ps(lanes + j * kVolumeBlock));
+    } else {
+      for (int64_t i = 0; i < rows; ++i) dst[i] = lanes[j * kVolumeBlock + i];
+    }
+  }
+}
+
+// Float NCDHW input and output whose (n, c) volumes are contiguous and consecutive along C, or
+// channels-last ones (unit channel strides: a block's channels are gathered per position, not
+// transposed); weight laid out [C][taps], transposed per block of channels. The input block is transposed into planes zero-padded as far as the taps
 // reach, so every tap of every output position reads a vector: each output plane is taken
 // kPositionBlock positions at a time, their sums in registers (independent FMA chains), with a
 // table of the padded input position each spatial tap of each output position reads.
@@ -865,13 +893,23 @@ void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, c
   for (int64_t v = 0; v < V; ++v)
     padded_position[v] = static_cast<int32_t>((v / (H * W) * Hp + top + v / W % H) * Wp + left + v % W);
   for (int64_t k = 0; k < ntaps; ++k) tap_position[k] = static_cast<int32_t>(k);
+  const int64_t* xs = p.input_strides;
+  const int64_t* ys = p.output_strides;
+  const bool gather = xs[1] == 1, scatter = ys[1] == 1;
+  std::vector<int64_t> x_offset(V), y_offset(Vo);
+  for (int64_t v = 0; v < V; ++v) x_offset[v] = v / (H * W) * xs[2] + v / W % H * xs[3] + v % W * xs[4];
+  for (int64_t v = 0; v < Vo; ++v) y_offset[v] = v / plane * ys[2] + v / Wo % Ho * ys[3] + v % Wo * ys[4];
   at::parallel_for(0, p.batch * blocks, grain_for(Vo * kVolumeBlock * ntaps), [&](int64_t begin, int64_t end) {
     // The padding stays zero: the transposes write only the inside of the planes.
     std::vector<float> x_lanes(T * Hp * Wp * kVolumeBlock, 0.0f), y_lanes(Vo * kVolumeBlock),
         w_lanes(ntaps * kVolumeBlock);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks, c0 = (task % blocks) * kVolumeBlock, rows = std::min(kVolumeBlock, C - c0);
-      rows_to_lanes(input + n * p.input_strides[0] + c0 * V, V, rows, V, x_lanes.data(), padded_position.data());
+      if (gather) {
+        positions_to_lanes(input + n * xs[0] + c0, x_offset.data(), V, rows, x_lanes.data(), padded_position.data());
+      } else {
+        rows_to_lanes(input + n * xs[0] + c0 * xs[1], xs[1], rows, V, x_lanes.data(), padded_position.data());
+      }
       rows_to_lanes(weight + c0 * ntaps, ntaps, rows, ntaps, w_lanes.data(), tap_position.data());
       const __m256 init = bias ? channel_lanes(bias, c0, C) : _mm256_setzero_ps();
       for (int64_t to = 0; to < p.out_size[0]; ++to) {
@@ -901,7 +939,11 @@ void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, c
             if (j < plane - q0) _mm256_storeu_ps(y + j * kVolumeBlock, acc[j]);
         }
       }
-      lanes_to_rows(y_lanes.data(), Vo, output + n * p.output_strides[0] + c0 * Vo, Vo, rows);
+      if (scatter) {
+        lanes_to_positions(y_lanes.data(), Vo, output + n * ys[0] + c0, y_offset.data(), rows);
+      } else {
+        lanes_to_rows(y_lanes.data(), Vo, output + n * ys[0] + c0 * ys[1], ys[1], rows);
+      }
     }
   });
 }
