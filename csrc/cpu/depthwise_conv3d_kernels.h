@@ -1397,6 +1397,8 @@ void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* inpu
     if (bias) b_blocks[c] = bias[c];
   }
   const bool channels_inner = xs[1] <= xs[4];
+  // Whole channels-last rows with no channel padding and unit W stride are one copy each.
+  const bool dense_rows = xs[1] == 1 && xs[4] == C && C == Cp && sw == 1;
   const bool stream = kStreamingStores && p.stream_output;
   // Kernel rows of three adjacent taps (the common 3x3x3 and 1x3x3 at unit W stride) share loads.
   const bool rows_of_three = p.kernel[2] == 3 && sw == 1 && p.dilation[2] == 1;
@@ -1413,7 +1415,9 @@ void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* inpu
         continue;
       }
       const scalar_t* src = input + n * xs[0] + t * xs[2] + h * xs[3];
-      if (channels_inner) {
+      if (dense_rows) {
+        copy_row(dst_row + col[0], src, W * C);
+      } else if (channels_inner) {
         for (int64_t w = 0; w < W; ++w) {
           const scalar_t* s = src + w * xs[4];
           acc_t* d = dst_row + col[w];
