@@ -890,9 +890,15 @@ void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, c
   for (int64_t s = 0; s < spatial_taps; ++s)
     tap_offset[s] = (taps.shift[1][s / KW] * Wp + taps.shift[2][s % KW]) * kVolumeBlock;
   std::vector<int32_t> padded_position(V), tap_position(ntaps);
+  std::vector<float> w_lanes(blocks * ntaps * kVolumeBlock);  // the weight per block of channels, [tap][channel]
   for (int64_t v = 0; v < V; ++v)
     padded_position[v] = static_cast<int32_t>((v / (H * W) * Hp + top + v / W % H) * Wp + left + v % W);
   for (int64_t k = 0; k < ntaps; ++k) tap_position[k] = static_cast<int32_t>(k);
+  for (int64_t block = 0; block < blocks; ++block) {
+    const int64_t c0 = block * kVolumeBlock;
+    rows_to_lanes(weight + c0 * ntaps, ntaps, std::min(kVolumeBlock, C - c0), ntaps,
+                  w_lanes.data() + block * ntaps * kVolumeBlock, tap_position.data());
+  }
   const int64_t* xs = p.input_strides;
   const int64_t* ys = p.output_strides;
   const bool gather = xs[1] == 1, scatter = ys[1] == 1;
@@ -901,8 +907,7 @@ void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, c
   for (int64_t v = 0; v < Vo; ++v) y_offset[v] = v / plane * ys[2] + v / Wo % Ho * ys[3] + v % Wo * ys[4];
   at::parallel_for(0, p.batch * blocks, grain_for(Vo * kVolumeBlock * ntaps), [&](int64_t begin, int64_t end) {
     // The padding stays zero: the transposes write only the inside of the planes.
-    std::vector<float> x_lanes(T * Hp * Wp * kVolumeBlock, 0.0f), y_lanes(Vo * kVolumeBlock),
-        w_lanes(ntaps * kVolumeBlock);
+    std::vector<float> x_lanes(T * Hp * Wp * kVolumeBlock, 0.0f), y_lanes(Vo * kVolumeBlock);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks, c0 = (task % blocks) * kVolumeBlock, rows = std::min(kVolumeBlock, C - c0);
       if (gather) {
@@ -910,7 +915,6 @@ void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, c
       } else {
         rows_to_lanes(input + n * xs[0] + c0 * xs[1], xs[1], rows, V, x_lanes.data(), padded_position.data());
       }
-      rows_to_lanes(weight + c0 * ntaps, ntaps, rows, ntaps, w_lanes.data(), tap_position.data());
       const __m256 init = bias ? channel_lanes(bias, c0, C) : _mm256_setzero_ps();
       for (int64_t to = 0; to < p.out_size[0]; ++to) {
         for (int64_t q0 = 0; q0 < plane; q0 += kPositionBlock) {
@@ -925,7 +929,7 @@ void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, c
             const int64_t ti = to * p.stride[0] + taps.shift[0][kd];
             if (ti < 0 || ti >= T) continue;
             const float* x = x_lanes.data() + ti * Hp * Wp * kVolumeBlock;
-            const float* w = w_lanes.data() + kd * spatial_taps * kVolumeBlock;
+            const float* w = w_lanes.data() + ((task % blocks) * ntaps + kd * spatial_taps) * kVolumeBlock;
             for (int64_t s = 0; s < spatial_taps; ++s) {
               const __m256 ws = _mm256_loadu_ps(w + s * kVolumeBlock);
               const float* xs = x + tap_offset[s];
