@@ -4,6 +4,8 @@ makes test modules unimportable there)."""
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -62,7 +64,12 @@ def train(model: nn.Module, steps: list[tuple[torch.Tensor, torch.Tensor]]) -> l
 
 
 def worker(rank: int, world_size: int, name: str, batch: int, init_file: str, result_file: str) -> None:
-    """One DDP process: trains on its slice of each batch and, on rank 0, saves what train returns."""
+    """One DDP process: trains on its slice of each batch and, on rank 0, saves what train returns.
+
+    A finished process leaves with os._exit, running no destructors: tearing the DDP model down
+    can deadlock in torch (seen with 2.13 in CI: the process group's destructor, run under the GIL
+    when the reducer is freed, joins gloo's thread, which waits for the GIL to free a Python object
+    of its thread-local state)."""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
@@ -72,5 +79,8 @@ def worker(rank: int, world_size: int, name: str, batch: int, init_file: str, re
         history = train(model, mine)
         if rank == 0:
             torch.save(history, result_file)
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    dist.barrier()  # both processes are done with the group before either leaves
+    os._exit(0)

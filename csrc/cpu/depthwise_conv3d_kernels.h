@@ -500,7 +500,8 @@ struct PlaneStencil {
   PlaneStencil(const PaddedVolume<acc_t>& v_, const int64_t* kernel_, const int64_t* dilation_, const int64_t* out_,
                const int64_t* stride_, const int64_t* start_, bool stream_output)
       : v(v_), off(tap_offsets(v_, kernel_, dilation_)), out(out_), stride(stride_),
-        start(v_.index(start_[0], start_[1], start_[2])), start_slice(start_[0]), flat(stride_[1] == 1 && stride_[2] == 1),
+        start(v_.index(start_[0], start_[1], start_[2])), start_slice(start_[0]),
+        flat(stride_[1] == 1 && stride_[2] == 1),
         kernel(kernel_), dilation(dilation_),
         rows_kernel(flat ? rows_kernel_for<acc_t>(kernel_, dilation_, out_[1], out_[2]) : nullptr),
         stream(stream_output && flat && std::is_same_v<scalar_t, acc_t> && out_[2] >= kLanes<acc_t>) {}
@@ -862,7 +863,8 @@ inline void lanes_to_positions(const float* lanes, int64_t n, float* y, const in
 
 // Float NCDHW input and output whose (n, c) volumes are contiguous and consecutive along C, or
 // channels-last ones (unit channel strides: a block's channels are gathered per position, not
-// transposed); weight laid out [C][taps], transposed per block of channels. The input block is transposed into planes zero-padded as far as the taps
+// transposed); weight laid out [C][taps], transposed per block of channels once per call. The input
+// block is transposed into planes zero-padded as far as the taps
 // reach, so every tap of every output position reads a vector: each output plane is taken
 // kPositionBlock positions at a time, their sums in registers (independent FMA chains), with a
 // table of the padded input position each spatial tap of each output position reads.
@@ -932,9 +934,10 @@ void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, c
             const float* w = w_lanes.data() + ((task % blocks) * ntaps + kd * spatial_taps) * kVolumeBlock;
             for (int64_t s = 0; s < spatial_taps; ++s) {
               const __m256 ws = _mm256_loadu_ps(w + s * kVolumeBlock);
-              const float* xs = x + tap_offset[s];
+              const float* x_tap = x + tap_offset[s];
 #pragma GCC unroll 8
-              for (int64_t j = 0; j < kPositionBlock; ++j) acc[j] = _mm256_fmadd_ps(ws, _mm256_loadu_ps(xs + at[j]), acc[j]);
+              for (int64_t j = 0; j < kPositionBlock; ++j)
+                acc[j] = _mm256_fmadd_ps(ws, _mm256_loadu_ps(x_tap + at[j]), acc[j]);
             }
           }
           float* y = y_lanes.data() + (to * plane + q0) * kVolumeBlock;
