@@ -861,6 +861,35 @@ inline void lanes_to_positions(const float* lanes, int64_t n, float* y, const in
   }
 }
 
+// Output rows H0 and H0 + 1 of a 4x4 plane under a 3x3 kernel at unit stride and dilation,
+// padding 1, from one input plane of x (channel vectors, zero-padded to 6x6): only the taps that
+// meet the input, all unrolled, each input vector loaded once for every output it reaches (the
+// padding's taps are 31% of the 3x3 x 16 multiply-adds). w holds the 9 taps' channel vectors.
+template <int H0>
+inline void plane4x4_rows(const float* __restrict x, const float* __restrict w, __m256* acc) {
+  constexpr int kPadded = 6;
+#pragma GCC unroll 4
+  for (int r = H0 - 1; r <= H0 + 2; ++r) {
+    if (r < 0 || r > 3) continue;
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+      const __m256 xv = _mm256_loadu_ps(x + ((r + 1) * kPadded + c + 1) * kVolumeBlock);
+#pragma GCC unroll 2
+      for (int o = 0; o < 2; ++o) {
+        const int kh = r - (H0 + o) + 1;
+        if (kh < 0 || kh > 2) continue;
+#pragma GCC unroll 4
+        for (int col = 0; col < 4; ++col) {
+          const int kw = c - col + 1;
+          if (kw < 0 || kw > 2) continue;
+          __m256& sum = acc[o * 4 + col];
+          sum = _mm256_fmadd_ps(_mm256_loadu_ps(w + (kh * 3 + kw) * kVolumeBlock), xv, sum);
+        }
+      }
+    }
+  }
+}
+
 // Float NCDHW input and output whose (n, c) volumes are contiguous and consecutive along C, or
 // channels-last ones (unit channel strides: a block's channels are gathered per position, not
 // transposed); weight laid out [C][taps], transposed per block of channels once per call. The input
@@ -904,6 +933,11 @@ void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, c
   const int64_t* xs = p.input_strides;
   const int64_t* ys = p.output_strides;
   const bool gather = xs[1] == 1, scatter = ys[1] == 1;
+  // 4x4 planes under 3x3 taps at unit stride and dilation, padding 1 (as in the reference models):
+  // the unrolled plane4x4_rows.
+  const bool planes_4x4 = H == 4 && W == 4 && Ho == 4 && Wo == 4 && KH == 3 && KW == 3 && p.stride[1] == 1 &&
+                          p.stride[2] == 1 && p.dilation[1] == 1 && p.dilation[2] == 1 && p.padding[1] == 1 &&
+                          p.padding[2] == 1;
   std::vector<int64_t> x_offset(V), y_offset(Vo);
   for (int64_t v = 0; v < V; ++v) x_offset[v] = v / (H * W) * xs[2] + v / W % H * xs[3] + v % W * xs[4];
   for (int64_t v = 0; v < Vo; ++v) y_offset[v] = v / plane * ys[2] + v / Wo % Ho * ys[3] + v % Wo * ys[4];
@@ -932,6 +966,14 @@ void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, c
             if (ti < 0 || ti >= T) continue;
             const float* x = x_lanes.data() + ti * Hp * Wp * kVolumeBlock;
             const float* w = w_lanes.data() + ((task % blocks) * ntaps + kd * spatial_taps) * kVolumeBlock;
+            if (planes_4x4) {
+              if (q0 == 0) {
+                plane4x4_rows<0>(x, w, acc);
+              } else {
+                plane4x4_rows<2>(x, w, acc);
+              }
+              continue;
+            }
             for (int64_t s = 0; s < spatial_taps; ++s) {
               const __m256 ws = _mm256_loadu_ps(w + s * kVolumeBlock);
               const float* x_tap = x + tap_offset[s];
