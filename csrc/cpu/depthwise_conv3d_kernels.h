@@ -414,22 +414,24 @@ struct PaddedVolume {
   template <typename scalar_t>
   void fill(const scalar_t* src, const int64_t* size, const int64_t* s) {
     std::copy(size, size + 3, filled);
-    for (int64_t t = 0; t < size[0]; ++t)
-      for (int64_t h = 0; h < size[1]; ++h) {
-        const scalar_t* src_row = src + t * s[0] + h * s[1];
-        const int64_t pt = t + origin[0], ph = h + origin[1];
-        if (phases == 1) {
-          acc_t* dst = data.data() + index(pt, ph, origin[2]);
+    for (int64_t t = 0; t < size[0]; ++t) {
+      const scalar_t* src_row = src + t * s[0];
+      if (phases == 1) {
+        // Row pointers advance by a step: index() divides (the copy of 28x28 planes took 14% longer).
+        acc_t* dst = data.data() + index(t + origin[0], origin[1], origin[2]);
+        for (int64_t h = 0; h < size[1]; ++h, dst += row, src_row += s[1]) {
           if (s[2] == 1) {
             copy_row(dst, src_row, size[2]);
           } else {
             for (int64_t w = 0; w < size[2]; ++w) dst[w] = static_cast<acc_t>(src_row[w * s[2]]);
           }
-        } else {
-          for (int64_t w = 0; w < size[2]; ++w)
-            data[index(pt, ph, w + origin[2])] = static_cast<acc_t>(src_row[w * s[2]]);
         }
+        continue;
       }
+      for (int64_t h = 0; h < size[1]; ++h, src_row += s[1])
+        for (int64_t w = 0; w < size[2]; ++w)
+          data[index(t + origin[0], h + origin[1], w + origin[2])] = static_cast<acc_t>(src_row[w * s[2]]);
+    }
   }
 };
 
