@@ -87,6 +87,26 @@ def test_depthwise_forward_streams_large_planar_outputs(dtype):
     assert_close(y, F.conv3d(x.double(), w.double(), b.double(), 1, 1, 1, 3), dtype)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("plane", [(14, 14), (7, 7), (4, 5), (13, 19), (6, 33)], ids=str)
+def test_depthwise_forward_writes_only_its_output(plane, dtype):
+    """Planes of dense rows are written in place, each row's last vector running into the next row:
+    nothing may land past the output's last row, nor in the rows between its planes."""
+    H, W = plane
+    x = randn((2, 3, 3, H, W), dtype, 0)
+    w = randn((3, 1, 3, 3, 3), dtype, 1)
+    expected = F.conv3d(x.double(), w.double(), None, 1, 1, 1, 3)
+    sentinel = 1234.5
+    # A contiguous output at the start of a larger buffer, and one whose planes are 2 rows apart.
+    buffer = torch.full((x.numel() + 64,), sentinel, dtype=dtype)
+    planes_apart = torch.full((2, 3, 3, H + 2, W), sentinel, dtype=dtype)
+    for out in (buffer[: x.numel()].view(x.shape), planes_apart[:, :, :, :H]):
+        torch.ops.vid3d_native.depthwise_conv3d_forward(x, w, None, [1, 1, 1], [1, 1, 1], [1, 1, 1], out, None)
+        assert_close(out, expected, dtype)
+    assert (buffer[x.numel():] == sentinel).all()
+    assert (planes_apart[:, :, :, H:] == sentinel).all()
+
+
 def test_depthwise_conv3d_only_some_gradients():
     x = randn((2, 4, 5, 6, 7), torch.float64, 0)
     w = randn((4, 1, 3, 3, 3), torch.float64, 1).requires_grad_()

@@ -327,17 +327,22 @@ inline void correlate(acc_t* __restrict out, const acc_t* __restrict src, int64_
 // registers while the input rows stream past it, and each loaded input vector serves all three
 // kernel rows: (R + 2) * VV loads per (kd, kw) instead of 3 * R * VV, and R * VV independent sums
 // to cover the FMA latency. The last tile of rows starts R rows above the end (it may overlap
-// the one before), so rows >= R. Reads and writes up to VV vectors past a row's `cols`.
+// the one before), so rows >= R. Reads up to VV vectors past a row's `cols`.
+//
+// Output row h starts at out + h * out_row, and each row is written up to VV vectors past `cols`,
+// except that nothing is written at or past out + out_end. With out_row < row (a plane written in
+// place, out_row == cols) a row's excess lanes land on the next row's first columns: tiles run
+// right to left and top to bottom, so the next row's own stores come later and overwrite them.
 template <int R, int VV, typename acc_t>
-void correlate_rows(acc_t* __restrict out, const acc_t* __restrict src, int64_t rows, int64_t cols, int64_t row,
-                    int64_t slice, int64_t kd_count, int64_t kw_count, int64_t kw_step,
-                    const acc_t* __restrict w, acc_t init) {
+void correlate_rows(acc_t* __restrict out, int64_t out_row, int64_t out_end, const acc_t* __restrict src,
+                    int64_t rows, int64_t cols, int64_t row, int64_t slice, int64_t kd_count, int64_t kw_count,
+                    int64_t kw_step, const acc_t* __restrict w, acc_t init) {
   using V = vec_t<acc_t>;
   constexpr int64_t L = kLanes<acc_t>;
   constexpr int KH = 3;
   for (int64_t h0 = 0; h0 < rows; h0 += R) {
     const int64_t h = std::min(h0, rows - R);
-    for (int64_t w0 = 0; w0 < cols; w0 += VV * L) {
+    for (int64_t w0 = (cols - 1) / (VV * L) * (VV * L); w0 >= 0; w0 -= VV * L) {
       V acc[R][VV];
       for (int r = 0; r < R; ++r)
         for (int v = 0; v < VV; ++v) acc[r][v] = splat(init);
@@ -357,7 +362,16 @@ void correlate_rows(acc_t* __restrict out, const acc_t* __restrict src, int64_t 
             }
         }
       for (int r = 0; r < R; ++r)
-        for (int v = 0; v < VV; ++v) store<acc_t>(out + (h + r) * row + w0 + v * L, acc[r][v]);
+        for (int v = 0; v < VV; ++v) {
+          const int64_t at = (h + r) * out_row + w0 + v * L;
+          if (at + L <= out_end) {
+            store<acc_t>(out + at, acc[r][v]);
+          } else if (at < out_end) {
+            acc_t lanes[L];
+            std::memcpy(lanes, &acc[r][v], sizeof lanes);
+            std::copy(lanes, lanes + (out_end - at), out + at);
+          }
+        }
     }
   }
 }
@@ -451,8 +465,8 @@ std::vector<int64_t> tap_offsets(const PaddedVolume<acc_t>& v, const int64_t* ke
 }
 
 template <typename acc_t>
-using RowsKernel = void (*)(acc_t*, const acc_t*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                            const acc_t*, acc_t);
+using RowsKernel = void (*)(acc_t*, int64_t, int64_t, const acc_t*, int64_t, int64_t, int64_t, int64_t, int64_t,
+                            int64_t, int64_t, const acc_t*, acc_t);
 
 // The correlate_rows tile for planes of rows x cols outputs, or null where it does not apply
 // (kernels of other than three rows, H dilation, fewer than 4 rows). Tiles of two vectors where
@@ -522,14 +536,22 @@ struct PlaneStencil {
     weight += kd_begin * slice_taps;
     const acc_t* base = v.data.data() + start + to * stride[0] * v.plane;
     if (flat) {
+      const bool dense_rows = ds[1] == 1 && ds[0] == out[2];
+      const acc_t* src = base + kd_begin * d * v.plane;
+      if constexpr (std::is_same_v<scalar_t, acc_t>) {
+        // A plane of dense rows that is not streamed is written in place: no copy from the scratch.
+        if (rows_kernel && dense_rows && !stream)
+          return rows_kernel(dst, out[2], out[1] * out[2], src, out[1], out[2], v.row, d * v.plane, slices,
+                             kernel[2], dilation[2], weight, init);
+      }
       if (rows_kernel) {
-        rows_kernel(scratch, base + kd_begin * d * v.plane, out[1], out[2], v.row, d * v.plane, slices, kernel[2],
+        rows_kernel(scratch, v.row, scratch_size(), src, out[1], out[2], v.row, d * v.plane, slices, kernel[2],
                     dilation[2], weight, init);
       } else {
         correlate(scratch, base, out[1] * v.row, tap_off, weight, ntaps, init);
       }
       if constexpr (std::is_same_v<scalar_t, acc_t>) {
-        if (stream && ds[1] == 1 && ds[0] == out[2]) return stream_plane(dst, scratch, out[1], out[2], v.row);
+        if (stream && dense_rows) return stream_plane(dst, scratch, out[1], out[2], v.row);
       }
       for (int64_t ho = 0; ho < out[1]; ++ho) store_row(scratch + ho * v.row, dst + ho * ds[0], ds[1]);
       return;
