@@ -11,6 +11,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -58,6 +59,50 @@ inline int64_t taps_of(const DepthwiseConv3dParams& p) {
 inline int64_t grain_for(int64_t work_per_item) {
   constexpr int64_t kWorkPerChunk = 1 << 15;
   return std::max<int64_t>(1, kWorkPerChunk / std::max<int64_t>(1, work_per_item));
+}
+
+// The items [0, total) of a parallel loop, as one thread takes them: in chunks that it claims
+// from a counter shared by the threads as it finishes the last, not in one fixed share per
+// thread, so a thread that runs slower (another process on its core) takes fewer instead of
+// holding up the call.
+class WorkQueue {
+ public:
+  WorkQueue(std::atomic<int64_t>& claimed, int64_t total, int64_t chunk)
+      : claimed_(claimed), total_(total), chunk_(chunk) {}
+
+  // The next item into `item`, or false when every item is taken.
+  bool next(int64_t& item) {
+    if (at_ == end_) {
+      at_ = claimed_.fetch_add(chunk_, std::memory_order_relaxed);
+      if (at_ >= total_) {
+        at_ = end_ = total_;
+        return false;
+      }
+      end_ = std::min(total_, at_ + chunk_);
+    }
+    item = at_++;
+    return true;
+  }
+
+ private:
+  std::atomic<int64_t>& claimed_;
+  const int64_t total_, chunk_;
+  int64_t at_ = 0, end_ = 0;
+};
+
+// Runs per_thread(queue) on each thread, its WorkQueue sharing out [0, total) in chunks of at
+// least `grain` items: about 8 a thread, long runs of consecutive items (which the prefetchers
+// follow) and a claim on the shared counter per eighth of a thread's work.
+template <typename PerThread>
+void parallel_items(int64_t total, int64_t grain, const PerThread& per_thread) {
+  constexpr int64_t kChunksPerThread = 8;
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), (total + grain - 1) / grain);
+  const int64_t chunk = std::max(grain, total / std::max<int64_t>(1, threads * kChunksPerThread));
+  std::atomic<int64_t> claimed{0};
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    WorkQueue queue(claimed, total, chunk);
+    per_thread(queue);
+  });
 }
 
 // ---------------------------------------------------------------- planar (NCDHW-like)
@@ -586,13 +631,13 @@ void forward_planar(const DepthwiseConv3dParams& p, const scalar_t* input, const
   const int64_t* xs = p.input_strides;
   const int64_t* ys = p.output_strides;
   const int64_t volume = p.out_size[0] * p.out_size[1] * p.out_size[2] * ntaps;
-  at::parallel_for(0, p.batch * p.channels, grain_for(volume), [&](int64_t begin, int64_t end) {
+  parallel_items(p.batch * p.channels, grain_for(volume), [&](WorkQueue& volumes) {
     PaddedVolume<acc_t> x_pad = padded_input<acc_t>(p);
     const int64_t start[3] = {0, 0, 0};
     const PlaneStencil<scalar_t, acc_t> stencil(x_pad, p.kernel, p.dilation, p.out_size, p.stride, start,
                                                 p.stream_planes);
     std::vector<acc_t> scratch(stencil.scratch_size());
-    for (int64_t nc = begin; nc < end; ++nc) {
+    for (int64_t nc; volumes.next(nc);) {
       const int64_t c = nc % p.channels, n = nc / p.channels;
       x_pad.fill(input + n * xs[0] + c * xs[1], p.in_size, xs + 2);
       const acc_t init = bias ? bias[c] : acc_t(0);
@@ -725,9 +770,9 @@ void forward_planes_in_vectors(const DepthwiseConv3dParams& p, const scalar_t* i
   // float planes stored row after row are moved with masked vector loads and stores.
   const bool float_planes_in = std::is_same_v<scalar_t, float> && xs[4] == 1 && xs[3] == W;
   const bool float_planes_out = std::is_same_v<scalar_t, float> && ys[4] == 1 && ys[3] == Wo;
-  at::parallel_for(0, p.batch * p.channels, grain_for(To * NV * L * ntaps), [&](int64_t begin, int64_t end) {
+  parallel_items(p.batch * p.channels, grain_for(To * NV * L * ntaps), [&](WorkQueue& volumes) {
     float lanes[NV * L];
-    for (int64_t nc = begin; nc < end; ++nc) {
+    for (int64_t nc; volumes.next(nc);) {
       const int64_t c = nc % p.channels, n = nc / p.channels;
       const scalar_t* x = input + n * xs[0] + c * xs[1];
       const float* w = weight + c * ntaps;
@@ -965,10 +1010,10 @@ void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, c
   std::vector<int64_t> x_offset(V), y_offset(Vo);
   for (int64_t v = 0; v < V; ++v) x_offset[v] = v / (H * W) * xs[2] + v / W % H * xs[3] + v % W * xs[4];
   for (int64_t v = 0; v < Vo; ++v) y_offset[v] = v / plane * ys[2] + v / Wo % Ho * ys[3] + v % Wo * ys[4];
-  at::parallel_for(0, p.batch * blocks, grain_for(Vo * kVolumeBlock * ntaps), [&](int64_t begin, int64_t end) {
+  parallel_items(p.batch * blocks, grain_for(Vo * kVolumeBlock * ntaps), [&](WorkQueue& tasks) {
     // The padding stays zero: the transposes write only the inside of the planes.
     std::vector<float> x_lanes(T * Hp * Wp * kVolumeBlock, 0.0f), y_lanes(Vo * kVolumeBlock);
-    for (int64_t task = begin; task < end; ++task) {
+    for (int64_t task; tasks.next(task);) {
       const int64_t n = task / blocks, c0 = (task % blocks) * kVolumeBlock, rows = std::min(kVolumeBlock, C - c0);
       if (gather) {
         positions_to_lanes(input + n * xs[0] + c0, x_offset.data(), V, rows, x_lanes.data(), padded_position.data());
@@ -1163,7 +1208,7 @@ void backward_planar_unit_stride(const DepthwiseConv3dParams& p, const scalar_t*
   const int64_t unit[3] = {1, 1, 1};
   const int64_t volume = p.batch * To * Ho * Wo * ntaps;
 
-  at::parallel_for(0, p.channels, grain_for(volume), [&](int64_t begin, int64_t end) {
+  parallel_items(p.channels, grain_for(volume), [&](WorkQueue& channels) {
     PaddedVolume<acc_t> x_pad = padded_input<acc_t>(p);
     PaddedVolume<acc_t> g_pad(g_dims, g_origin, 1, kBlock<acc_t> + g_dims[2] + 1);
     const PlaneStencil<scalar_t, acc_t> dx_stencil(g_pad, p.kernel, p.dilation, p.in_size, unit, g_base, false);
@@ -1180,7 +1225,7 @@ void backward_planar_unit_stride(const DepthwiseConv3dParams& p, const scalar_t*
     // where PyTorch adds nothing. Such volumes take the exact (slower) path.
     ExactVolumeBackward<false, scalar_t, acc_t> exact(p, grad_input != nullptr, grad_weight != nullptr,
                                                       grad_bias != nullptr);
-    for (int64_t c = begin; c < end; ++c) {
+    for (int64_t c; channels.next(c);) {
       std::reverse_copy(weight + c * ntaps, weight + (c + 1) * ntaps, flipped.begin());
       std::fill(dw.begin(), dw.end(), 0.0);
       double db = 0.0;
@@ -1233,11 +1278,11 @@ void backward_planar(const DepthwiseConv3dParams& p, const scalar_t* grad_output
                      double* grad_weight, double* grad_bias) {
   const int64_t ntaps = taps_of(p);
   const int64_t volume = p.batch * p.out_size[0] * p.out_size[1] * p.out_size[2] * ntaps;
-  at::parallel_for(0, p.channels, grain_for(volume), [&](int64_t begin, int64_t end) {
+  parallel_items(p.channels, grain_for(volume), [&](WorkQueue& channels) {
     ExactVolumeBackward<Unit, scalar_t, acc_t> exact(p, grad_input != nullptr, grad_weight != nullptr,
                                                      grad_bias != nullptr);
     std::vector<double> dw(ntaps);
-    for (int64_t c = begin; c < end; ++c) {
+    for (int64_t c; channels.next(c);) {
       std::fill(dw.begin(), dw.end(), 0.0);
       double db = 0.0;
       for (int64_t n = 0; n < p.batch; ++n) exact.run(grad_output, input, weight, grad_input, n, c, dw.data(), &db);
@@ -1509,13 +1554,13 @@ void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* inpu
     }
   };
 
-  at::parallel_for(0, p.batch * runs * bands, 1, [&](int64_t begin, int64_t end) {
+  parallel_items(p.batch * runs * bands, 1, [&](WorkQueue& tasks) {
     // The ring: KT planes, each tagged with the input plane it holds.
     std::vector<acc_t> ring_storage(KT * plane + L, acc_t(0));
     acc_t* ring = aligned_to_vector(ring_storage.data());
     std::vector<int64_t> held(KT), slot_of(KT), tap_off(ntaps), row_off(KT * KH);
     std::vector<char> wanted(KT);
-    for (int64_t task = begin; task < end; ++task) {
+    for (int64_t task; tasks.next(task);) {
       const int64_t band = task % bands, run = task / bands % runs, n = task / (bands * runs);
       const int64_t ho_begin = band * band_rows, ho_end = std::min(Ho, ho_begin + band_rows);
       const int64_t to_begin = run * run_length, to_end = std::min(To, to_begin + run_length);
@@ -1603,9 +1648,8 @@ void forward_channels_in_place(const DepthwiseConv3dParams& p, const scalar_t* i
     y_off[pos] = to * ys[2] + ho * ys[3] + wo * ys[4];
   }
   const int64_t chunks = (C + kChannelsPerTask - 1) / kChannelsPerTask;
-  at::parallel_for(0, p.batch * chunks, grain_for(positions * ntaps * kChannelsPerTask),
-                   [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
+  parallel_items(p.batch * chunks, grain_for(positions * ntaps * kChannelsPerTask), [&](WorkQueue& tasks) {
+    for (int64_t task; tasks.next(task);) {
       const int64_t c0 = task % chunks * kChannelsPerTask, n = task / chunks;
       const int64_t width = std::min(kChannelsPerTask, C - c0);
       const scalar_t* x = input + n * xs[0] + c0;
@@ -1632,9 +1676,9 @@ void backward_channels_last(const DepthwiseConv3dParams& p, const scalar_t* grad
   if (grad_input) {
     // Gather form: each input position sums the output positions that read it, so no two
     // threads write the same element.
-    at::parallel_for(0, p.batch * T * H, grain_for(W * C * ntaps), [&](int64_t begin, int64_t end) {
+    parallel_items(p.batch * T * H, grain_for(W * C * ntaps), [&](WorkQueue& input_rows) {
       std::vector<int64_t> src_off(ntaps), w_off(ntaps);
-      for (int64_t row = begin; row < end; ++row) {
+      for (int64_t row; input_rows.next(row);) {
         const int64_t hi = row % H, ti = (row / H) % T, n = row / (H * T);
         for (int64_t wi = 0; wi < W; ++wi) {
           const int64_t k = input_grad_taps(p, taps, ti, hi, wi, gs, src_off.data(), w_off.data());
@@ -1655,11 +1699,11 @@ void backward_channels_last(const DepthwiseConv3dParams& p, const scalar_t* grad
   const int64_t rows_per_chunk = (rows + chunks - 1) / chunks;
   std::vector<double> partial(chunks * lanes_per_row, 0.0);
 
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+  parallel_items(chunks, 1, [&](WorkQueue& row_chunks) {
     std::vector<acc_t> lanes(lanes_per_row);
     std::vector<acc_t> go(C);
     std::vector<int64_t> src_off(ntaps), w_off(ntaps);
-    for (int64_t chunk = begin; chunk < end; ++chunk) {
+    for (int64_t chunk; row_chunks.next(chunk);) {
       double* out = partial.data() + chunk * lanes_per_row;
       const int64_t row_end = std::min(rows, (chunk + 1) * rows_per_chunk);
       for (int64_t row = chunk * rows_per_chunk; row < row_end; ++row) {
