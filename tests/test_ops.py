@@ -107,6 +107,32 @@ def test_depthwise_forward_writes_only_its_output(plane, dtype):
     assert (planes_apart[:, :, :, H:] == sentinel).all()
 
 
+@pytest.mark.parametrize("layout", ["ncdhw", "channels_last_3d"])
+def test_depthwise_conv3d_any_thread_count(layout):
+    """The kernels share their items out to the threads in chunks claimed as each thread finishes
+    the last: every item is computed once whatever the count, including more threads than items.
+    The forward writes into a NaN-filled output, so an item left out fails."""
+    x = make_layout(randn((5, 3, 4, 9, 10), torch.float32, 0), layout)  # 15 volumes of 4x9x10
+    w = randn((3, 1, 3, 3, 3), torch.float32, 1)
+    grad = make_layout(randn((5, 3, 4, 9, 10), torch.float32, 2), layout)
+    x64, w64 = x.double().requires_grad_(), w.double().requires_grad_()
+    expected = F.conv3d(x64, w64, None, 1, 1, 1, 3)
+    expected_grads = torch.autograd.grad(expected, [x64, w64], grad.double())
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2, 3, 7, 32):
+            torch.set_num_threads(count)
+            out = torch.full_like(x, float("nan"))
+            torch.ops.vid3d_native.depthwise_conv3d_forward(x, w, None, [1, 1, 1], [1, 1, 1], [1, 1, 1], out, None)
+            assert_close(out, expected, torch.float32)
+            xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
+            grads = torch.autograd.grad(ops.depthwise_conv3d(xg, wg, None, 1, 1), [xg, wg], grad)
+            for got, want in zip(grads, expected_grads):
+                assert_close(got, want, torch.float32)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_depthwise_conv3d_only_some_gradients():
     x = randn((2, 4, 5, 6, 7), torch.float64, 0)
     w = randn((4, 1, 3, 3, 3), torch.float64, 1).requires_grad_()
