@@ -962,10 +962,10 @@ inline void plane4x4_rows(const float* __restrict x, const float* __restrict w, 
 // Float NCDHW input and output whose (n, c) volumes are contiguous and consecutive along C, or
 // channels-last ones (unit channel strides: a block's channels are gathered per position, not
 // transposed); weight laid out [C][taps], transposed per block of channels once per call. The input
-// block is transposed into planes zero-padded as far as the taps
-// reach, so every tap of every output position reads a vector: each output plane is taken
-// kPositionBlock positions at a time, their sums in registers (independent FMA chains), with a
-// table of the padded input position each spatial tap of each output position reads.
+// block is transposed into planes zero-padded as far as the taps reach, so every tap of every
+// output position reads a vector: each output plane is taken kPositionBlock positions at a time,
+// their sums in registers (independent FMA chains), with a table of the padded input position each
+// spatial tap of each output position reads.
 void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, const float* weight,
                            const float* bias, float* output) {
   constexpr int64_t kPositionBlock = 8;
@@ -1007,9 +1007,12 @@ void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, c
   const bool planes_4x4 = H == 4 && W == 4 && Ho == 4 && Wo == 4 && KH == 3 && KW == 3 && p.stride[1] == 1 &&
                           p.stride[2] == 1 && p.dilation[1] == 1 && p.dilation[2] == 1 && p.padding[1] == 1 &&
                           p.padding[2] == 1;
-  std::vector<int64_t> x_offset(V), y_offset(Vo);
-  for (int64_t v = 0; v < V; ++v) x_offset[v] = v / (H * W) * xs[2] + v / W % H * xs[3] + v % W * xs[4];
-  for (int64_t v = 0; v < Vo; ++v) y_offset[v] = v / plane * ys[2] + v / Wo % Ho * ys[3] + v % Wo * ys[4];
+  // Where each position's channels start, for the channels-last gather and scatter.
+  std::vector<int64_t> x_offset(gather ? V : 0), y_offset(scatter ? Vo : 0);
+  for (int64_t v = 0; v < int64_t(x_offset.size()); ++v)
+    x_offset[v] = v / (H * W) * xs[2] + v / W % H * xs[3] + v % W * xs[4];
+  for (int64_t v = 0; v < int64_t(y_offset.size()); ++v)
+    y_offset[v] = v / plane * ys[2] + v / Wo % Ho * ys[3] + v % Wo * ys[4];
   parallel_items(p.batch * blocks, grain_for(Vo * kVolumeBlock * ntaps), [&](WorkQueue& tasks) {
     // The padding stays zero: the transposes write only the inside of the planes.
     std::vector<float> x_lanes(T * Hp * Wp * kVolumeBlock, 0.0f), y_lanes(Vo * kVolumeBlock);
