@@ -4,6 +4,7 @@ repeated calls hold no growing memory, and threads with their own backends get r
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import threading
@@ -233,6 +234,23 @@ def test_threads_with_their_own_backends_get_right_answers(monkeypatch):
 # ---------------------------------------------------------------- memory
 
 
+class _MallocInfo(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+
+def _heap_bytes() -> int | None:
+    """Bytes allocated by malloc in every arena (glibc's mallinfo2), where the CPU tensors and
+    most C++ objects live; None without glibc 2.33+. Exact, unlike the resident memory, which
+    does not grow while freed pages are reused."""
+    mallinfo2 = getattr(ctypes.CDLL(None), "mallinfo2", None)
+    if mallinfo2 is None:
+        return None
+    mallinfo2.restype = _MallocInfo
+    info = mallinfo2()
+    return info.uordblks + info.hblkhd
+
+
 def _resident_bytes() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -241,12 +259,14 @@ def _resident_bytes() -> int:
 @pytest.mark.parametrize("name", CALLS)
 @pytest.mark.parametrize("backend, device", backend_params())
 def test_repeated_calls_hold_no_memory(backend, device, name):
-    """10,000 calls (forward and backward) after a warm-up: no growth of the process's resident
-    memory (CPU) or of the allocated CUDA memory (GPU), no Python objects piling up."""
+    """2,500 calls (forward and backward) after a warm-up: no growth of the malloc heap (CPU with
+    glibc; else the resident memory) or of the allocated CUDA memory (GPU), no Python objects
+    piling up."""
     if backend == "triton" and device == "cpu":
-        pytest.skip("Triton's interpreter is too slow for 10,000 calls; its kernels' memory is checked on the GPU")
+        pytest.skip("Triton's interpreter is too slow for 2,500 calls; its kernels' memory is checked on the GPU")
     tensors = make_tensors(name, torch.float32, device)
-    # A leaked output or gradient is 1-2 KiB a call here: 10-20 MiB over the loop.
+    # A leaked output or gradient is 0.2-2 KiB a call here: 0.5-5 MiB over the loop. Without one
+    # the heap grew by at most 3.4 KiB here; the resident memory moves by megabytes.
     leaves = [t.requires_grad_() for t in tensors]
     grad_output = None
 
@@ -257,17 +277,22 @@ def test_repeated_calls_hold_no_memory(backend, device, name):
             grad_output = torch.ones_like(output)
         torch.autograd.grad(output, leaves, grad_output)
 
+    heap = _heap_bytes() is not None
+
     def used():
         gc.collect()
-        return torch.cuda.memory_allocated() if device == "cuda" else _resident_bytes()
+        if device == "cuda":
+            return torch.cuda.memory_allocated()
+        return _heap_bytes() if heap else _resident_bytes()
 
     for _ in range(500):
         call()
     memory, objects = used(), len(gc.get_objects())
-    for _ in range(10_000):
+    for _ in range(2_500):
         call()
     growth = used() - memory
-    assert growth <= (0 if device == "cuda" else 4 << 20), f"memory grew by {growth} bytes"
+    allowed = 0 if device == "cuda" else 256 << 10 if heap else 4 << 20
+    assert growth <= allowed, f"memory grew by {growth} bytes"
     assert len(gc.get_objects()) - objects <= 100
 
 
@@ -295,6 +320,13 @@ def _coded_values(shape, device):
     codes = [torch.arange(size, device=device).mul_(k).to(torch.uint8) for size, k in zip((c, t, h, w), (7, 3, 5, 1))]
     x = codes[0].view(1, c, 1, 1, 1).expand(shape).clone()
     return x.add_(codes[1].view(1, 1, t, 1, 1)).add_(codes[2].view(1, 1, 1, h, 1)).add_(codes[3].view(1, 1, 1, 1, w))
+
+
+def _plane_plus_offsets(shape, dtype, device):
+    """A random (H, W) plane plus a random offset per (N, C, T): values that differ across positions,
+    frames and channels, written in one pass (normal_ over 2**31 elements was a third of a test's time)."""
+    n, c, t, h, w = shape
+    return randn((1, 1, 1, h, w), dtype, 0, device) + randn((n, c, t, 1, 1), dtype, 1, device)
 
 
 @pytest.mark.huge
@@ -327,7 +359,7 @@ def test_depthwise_conv3d_of_more_than_2_31_elements(backend, device):
         pytest.skip("Triton's interpreter would take hours over 2**31 elements")
     numel = torch.Size(HUGE_SHAPE).numel()
     _require_memory(device, 2 * numel + numel // 4)
-    x = torch.empty(HUGE_SHAPE, dtype=torch.bfloat16, device=device).normal_(generator=None)
+    x = _plane_plus_offsets(HUGE_SHAPE, torch.bfloat16, device)
     w = randn((HUGE_SHAPE[1], 1, 3, 3, 3), torch.bfloat16, 1, device).requires_grad_()
     kwargs = dict(stride=2, padding=(0, 1, 1))
     with vid3d.backend(backend):
