@@ -15,6 +15,8 @@ from collections.abc import Iterator
 BACKENDS = ("auto", "cuda", "triton", "cpu", "torch")
 
 _default_backend = "auto"
+
+
 class _ThreadState(threading.local):
     override: str | None = None  # every thread starts with no override
 
