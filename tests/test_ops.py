@@ -195,6 +195,38 @@ def test_channel_shuffle3d_any_dtype(dtype):
     assert torch.equal(ops.channel_shuffle3d(x, 2), F.channel_shuffle(x, 2))
 
 
+# channels_last_3d: a transpose per position, vectorized where groups or channels / groups is 1, 2,
+# 3, 4 or 8 (with one input, along whichever side is), a plain loop for the other counts.
+@pytest.mark.parametrize("groups", [1, 2, 3, 4, 6, 8, 12, 16, 24, 48])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int8, torch.bfloat16, torch.int64, torch.complex128])
+def test_channel_shuffle3d_channels_last_matches_pytorch(groups, dtype):
+    x = (torch.arange(2 * 48 * 2 * 3 * 5).reshape(2, 48, 2, 3, 5) % 251).to(dtype)
+    x = make_layout(x, "channels_last_3d")
+    assert torch.equal(ops.channel_shuffle3d(x, groups), F.channel_shuffle(x, groups))
+    # The backward is the shuffle by 48 // groups.
+    assert torch.equal(ops.channel_shuffle3d(x, 48 // groups), F.channel_shuffle(x, 48 // groups))
+
+
+@pytest.mark.parametrize("channels,groups,layouts", [
+    ((16, 32), 3, None),  # each group inside one input: a transpose per position
+    ((8, 8, 32), 6, None),
+    ((24, 24), 24, None),
+    ((20, 28), 2, None),  # a group across two inputs: copied channel by channel
+    ((16, 32), 3, ("channels_last_3d", "ncdhw")),  # mixed layouts: the same
+])
+def test_cat_shuffle3d_channels_last_matches_pytorch(channels, groups, layouts):
+    layouts = layouts or ("channels_last_3d",) * len(channels)
+    parts64 = [randn((2, c, 2, 3, 5), torch.float64, i) for i, c in enumerate(channels)]
+    parts = [make_layout(p.float(), layout).requires_grad_() for p, layout in zip(parts64, layouts)]
+    y = ops.cat_shuffle3d(parts, groups)
+    ref = F.channel_shuffle(torch.cat([p.float() for p in parts64], 1), groups)
+    assert torch.equal(y, ref)
+    grad = make_layout(randn(ref.shape, torch.float64, 9).float(), "channels_last_3d")
+    expected = torch.split(F.channel_shuffle(grad, sum(channels) // groups), channels, 1)
+    for g, part in zip(torch.autograd.grad(y, parts, grad), expected):
+        assert torch.equal(g, part)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("channels,groups", [((2, 4), 3), ((3, 3, 6), 4), ((5,), 5), ((1, 1), 2), ((8, 8), 2)])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -477,20 +509,39 @@ def test_auto_follows_the_measured_cpu_table(monkeypatch, layout, plane, require
         expected = "cpu" if vid3d.ops._kernels.cpu_vector_isa() else "torch"
     with vid3d.backend("auto"):
         ops.depthwise_conv3d(x, w, None, 1, 1)
-        ops.channel_shuffle3d(x, 2)  # PyTorch's shuffle is as fast: auto leaves it to PyTorch
+        ops.channel_shuffle3d(x, 2)  # too small to repay the call: auto leaves it to PyTorch
     assert calls == ([] if expected == "torch" else ["cpu"])
 
 
 @pytest.mark.parametrize("shape,layout,expected", [((2, 8, 8, 64, 64), "ncdhw", "cpu"),
                                                    ((2, 8, 2, 8, 8), "ncdhw", "torch"),
-                                                   ((2, 8, 8, 64, 64), "channels_last_3d", "torch")])
+                                                   ((2, 8, 8, 64, 64), "channels_last_3d", "cpu"),
+                                                   ((2, 8, 2, 8, 8), "channels_last_3d", "torch"),
+                                                   ((2, 8, 8, 64, 64), "mixed", "torch")])
 def test_auto_cat_shuffle_table(monkeypatch, shape, layout, expected):
     calls = []
     real = vid3d.ops._kernels.kernels
     monkeypatch.setattr(vid3d.ops._custom_ops, "kernels", lambda name: calls.append(name) or real(name))
-    parts = [make_layout(torch.randn(shape), layout) for _ in range(2)]
+    layouts = ("channels_last_3d", "ncdhw") if layout == "mixed" else (layout, layout)
+    parts = [make_layout(torch.randn(shape), part_layout) for part_layout in layouts]
     with vid3d.backend("auto"):
         ops.cat_shuffle3d(parts, 2)
+    assert calls == ([] if expected == "torch" else ["cpu"])
+
+
+@pytest.mark.parametrize("shape,layout,groups,expected", [
+    ((2, 48, 8, 64, 64), "ncdhw", 4, "torch"),  # PyTorch's is as fast
+    ((2, 48, 8, 64, 64), "channels_last_3d", 3, "cpu"),
+    ((2, 48, 8, 64, 64), "channels_last_3d", 16, "cpu"),  # 48 // 16 = 3 channels a group
+    ((2, 60, 8, 64, 64), "channels_last_3d", 6, "torch"),  # 6 groups of 10: a plain loop
+    ((2, 48, 2, 8, 8), "channels_last_3d", 3, "torch"),  # too small
+])
+def test_auto_channel_shuffle_table(monkeypatch, shape, layout, groups, expected):
+    calls = []
+    real = vid3d.ops._kernels.kernels
+    monkeypatch.setattr(vid3d.ops._custom_ops, "kernels", lambda name: calls.append(name) or real(name))
+    with vid3d.backend("auto"):
+        ops.channel_shuffle3d(make_layout(torch.randn(shape), layout), groups)
     assert calls == ([] if expected == "torch" else ["cpu"])
 
 

@@ -314,11 +314,12 @@ def _require_memory(device, needed_bytes):
         pytest.skip(f"needs {needed_bytes / 2**30:.1f} GiB free and 2 GiB to spare, {free / 2**30:.1f} GiB available")
 
 
-def _coded_values(shape, device):
+def _coded_values(shape, device, layout="ncdhw"):
     """uint8 values 7c + 3t + 5h + w (mod 256): every channel and position recognizable."""
     n, c, t, h, w = shape
     codes = [torch.arange(size, device=device).mul_(k).to(torch.uint8) for size, k in zip((c, t, h, w), (7, 3, 5, 1))]
-    x = codes[0].view(1, c, 1, 1, 1).expand(shape).clone()
+    memory_format = torch.channels_last_3d if layout == "channels_last_3d" else torch.contiguous_format
+    x = codes[0].view(1, c, 1, 1, 1).expand(shape).clone(memory_format=memory_format)
     return x.add_(codes[1].view(1, 1, t, 1, 1)).add_(codes[2].view(1, 1, 1, h, 1)).add_(codes[3].view(1, 1, 1, 1, w))
 
 
@@ -330,13 +331,14 @@ def _plane_plus_offsets(shape, dtype, device):
 
 
 @pytest.mark.huge
-@pytest.mark.parametrize("op", ["channel_shuffle3d", "cat_shuffle3d"])
+@pytest.mark.parametrize("op, layout", [("channel_shuffle3d", "ncdhw"), ("cat_shuffle3d", "ncdhw"),
+                                        ("cat_shuffle3d", "channels_last_3d")])
 @pytest.mark.parametrize("backend, device", backend_params())
-def test_shuffles_of_more_than_2_31_elements(backend, device, op):
+def test_shuffles_of_more_than_2_31_elements(backend, device, op, layout):
     if backend == "triton" and device == "cpu":
         pytest.skip("Triton's interpreter would take hours over 2**31 elements")
     _require_memory(device, 2 * torch.Size(HUGE_SHAPE).numel())
-    x = _coded_values(HUGE_SHAPE, device)
+    x = _coded_values(HUGE_SHAPE, device, layout)
     channels, groups = HUGE_SHAPE[1], 4
     with vid3d.backend(backend):
         if op == "channel_shuffle3d":

@@ -2,11 +2,19 @@
 // Shuffling the concatenation of the inputs with g groups sends concatenated channel
 // i * (C / g) + j to output channel j * g + i; the backward sends it back and splits.
 // The copy moves raw elements, so every dtype works.
+//
+// Where every tensor's channels are unit-strided (channels_last_3d), each position (n, t, h, w)
+// holds the concatenation as a g x (C / g) matrix, row i being concatenated channels
+// [i * C / g, (i + 1) * C / g), and the shuffled tensor holds its transpose: the copy is one small
+// transpose per position, vectorized where a side of the matrix is 1, 2, 3, 4 or 8 long. Other
+// layouts copy channel by channel: planar (NCDHW) channels are whole volumes.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -47,10 +55,45 @@ int64_t total_channels(at::TensorList tensors) {
   return c;
 }
 
+// The raw element type of each size (RawElement<Bytes>::type): an integer type where one exists,
+// so that the transposes vectorize.
 template <int Bytes>
-struct Element {
-  char bytes[Bytes];
+struct RawElement {
+  struct type {
+    char bytes[Bytes];
+  };
 };
+template <>
+struct RawElement<1> {
+  using type = uint8_t;
+};
+template <>
+struct RawElement<2> {
+  using type = uint16_t;
+};
+template <>
+struct RawElement<4> {
+  using type = uint32_t;
+};
+template <>
+struct RawElement<8> {
+  using type = uint64_t;
+};
+
+// Calls body(RawElement<bytes>{}).
+template <typename Body>
+void dispatch_element_size(int64_t bytes, const Body& body) {
+  switch (bytes) {
+    case 1: return body(RawElement<1>{});
+    case 2: return body(RawElement<2>{});
+    case 4: return body(RawElement<4>{});
+    case 8: return body(RawElement<8>{});
+    case 16: return body(RawElement<16>{});
+    default: TORCH_CHECK(false, "vid3d cat_shuffle3d (cpu): unsupported element size ", bytes);
+  }
+}
+
+// ---------------------------------------------------------------- planar and any other layout
 
 // Copies channel c of `dst` from sources[c], for all (n, t, h, w).
 template <typename element_t>
@@ -78,15 +121,9 @@ void gather_channels(const at::Tensor& dst, const std::vector<SourceTensor>& ten
             position[k] = s.base + n * s.stride[0] + t * s.stride[1] + h * s.stride[2] + w * s.stride[3];
           }
           char* o = out_row + w * ds[4];
-          if (K == 1) {
-            const char* src = position[0];
-            for (int64_t c = 0; c < C; ++c)
-              *reinterpret_cast<element_t*>(o + c * ds[1]) = *reinterpret_cast<const element_t*>(src + offset_of[c]);
-          } else {
-            for (int64_t c = 0; c < C; ++c)
-              *reinterpret_cast<element_t*>(o + c * ds[1]) =
-                  *reinterpret_cast<const element_t*>(position[tensor_of[c]] + offset_of[c]);
-          }
+          for (int64_t c = 0; c < C; ++c)
+            *reinterpret_cast<element_t*>(o + c * ds[1]) =
+                *reinterpret_cast<const element_t*>(position[tensor_of[c]] + offset_of[c]);
         }
       }
     });
@@ -121,15 +158,155 @@ void gather_channels(const at::Tensor& dst, const std::vector<SourceTensor>& ten
 
 void gather_channels(const at::Tensor& dst, const std::vector<SourceTensor>& tensors, const ChannelSource* sources) {
   if (dst.numel() == 0) return;
-  switch (dst.element_size()) {
-    case 1: return gather_channels<Element<1>>(dst, tensors, sources);
-    case 2: return gather_channels<Element<2>>(dst, tensors, sources);
-    case 4: return gather_channels<Element<4>>(dst, tensors, sources);
-    case 8: return gather_channels<Element<8>>(dst, tensors, sources);
-    case 16: return gather_channels<Element<16>>(dst, tensors, sources);
-    default: TORCH_CHECK(false, "vid3d cat_shuffle3d (cpu): unsupported element size ", dst.element_size());
+  dispatch_element_size(dst.element_size(), [&](auto tag) {
+    gather_channels<typename decltype(tag)::type>(dst, tensors, sources);
+  });
+}
+
+// ---------------------------------------------------------------- unit-strided channels
+
+// out[j * G + i] = in[i][j] for i < G, j < n: G streams interleaved into one.
+template <int G, typename E>
+void interleave(E* __restrict out, const E* const* in, int64_t n) {
+  const E* stream[G];
+  std::copy(in, in + G, stream);
+  for (int64_t j = 0; j < n; ++j)
+#pragma GCC unroll 8
+    for (int i = 0; i < G; ++i) out[j * G + i] = stream[i][j];
+}
+
+// out[i][j] = in[j * G + i] for i < G, j < n: one stream split into G.
+template <int G, typename E>
+void deinterleave(E* const* out, const E* __restrict in, int64_t n) {
+  E* stream[G];
+  std::copy(out, out + G, stream);
+  for (int64_t j = 0; j < n; ++j)
+#pragma GCC unroll 8
+    for (int i = 0; i < G; ++i) stream[i][j] = in[j * G + i];
+}
+
+// The interleave (Split false) or deinterleave of `g` streams, g not a compile-time constant.
+template <bool Split, typename E>
+void interleave_any(E* joined, E* const* streams, int64_t g, int64_t n) {
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t i = 0; i < g; ++i) {
+      if constexpr (Split) {
+        streams[i][j] = joined[j * g + i];
+      } else {
+        joined[j * g + i] = streams[i][j];
+      }
+    }
+}
+
+// interleave<G> or deinterleave<G> for the G given at run time, through a table of the
+// instantiations for the G that vectorize well (else interleave_any).
+template <bool Split, typename E>
+void interleave_streams(E* joined, E* const* streams, int64_t g, int64_t n) {
+  switch (g) {
+#define VID3D_CASE(G)                                                   \
+  case G:                                                               \
+    if constexpr (Split) {                                              \
+      return deinterleave<G>(streams, static_cast<const E*>(joined), n); \
+    } else {                                                            \
+      return interleave<G>(joined, streams, n);                         \
+    }
+    VID3D_CASE(1)
+    VID3D_CASE(2)
+    VID3D_CASE(3)
+    VID3D_CASE(4)
+    VID3D_CASE(8)
+#undef VID3D_CASE
+    default: return interleave_any<Split>(joined, streams, g, n);
   }
 }
+
+bool has_fast_interleave(int64_t g) { return g == 1 || g == 2 || g == 3 || g == 4 || g == 8; }
+
+// A 5-D tensor's data and its N, T, H, W strides in bytes.
+struct PositionStrides {
+  char* base;
+  int64_t stride[4];
+
+  explicit PositionStrides(const at::Tensor& t)
+      // The inputs of the forward are only read; one type serves both directions.
+      : base(static_cast<char*>(const_cast<void*>(t.const_data_ptr()))) {
+    const int64_t item = t.element_size();
+    const int64_t dims[4] = {0, 2, 3, 4};
+    for (int d = 0; d < 4; ++d) stride[d] = t.stride(dims[d]) * item;
+  }
+
+  char* at(int64_t n, int64_t t, int64_t h, int64_t w) const {
+    return base + n * stride[0] + t * stride[1] + h * stride[2] + w * stride[3];
+  }
+};
+
+// Whether the transpose per position applies: unit channel strides everywhere, and each of the
+// g rows of the concatenation inside one tensor.
+bool transposes_apply(at::TensorList parts, const at::Tensor& shuffled, int64_t groups) {
+  const auto unit_channels = [](const at::Tensor& t) { return t.size(1) == 1 || t.stride(1) == 1; };
+  if (shuffled.numel() == 0 || !unit_channels(shuffled)) return false;
+  const int64_t per_group = shuffled.size(1) / groups;
+  for (const auto& t : parts)
+    if (!unit_channels(t) || t.size(1) % per_group != 0) return false;
+  return true;
+}
+
+// Shuffled channel j * g + i = concatenated channel i * (C / g) + j at every position, copied
+// from the parts into `shuffled` (Split false, the forward) or from `shuffled` into the parts (the
+// backward), one transpose per position. With g not one of the vectorized sizes but C / g one,
+// the transpose runs along the other side, where it can: with a single part, its rows are
+// equally spaced, and the g x (C / g) matrix is C / g interleaved streams of g.
+template <bool Split, typename E>
+void transpose_positions(at::TensorList parts, const at::Tensor& shuffled, int64_t groups) {
+  const int64_t N = shuffled.size(0), C = shuffled.size(1), T = shuffled.size(2), H = shuffled.size(3),
+                W = shuffled.size(4);
+  const int64_t per_group = C / groups;
+  const bool by_columns = !has_fast_interleave(groups) && has_fast_interleave(per_group) && parts.size() == 1;
+  const int64_t streams = by_columns ? per_group : groups;
+  // Stream i starts at element `stream_offset[i]` of part `stream_part[i]` (by rows), or at
+  // element i * g of the shuffled position (by columns).
+  std::vector<int64_t> stream_part(streams), stream_offset(streams);
+  for (int64_t i = 0, part = 0, first = 0; i < streams; ++i) {
+    if (by_columns) {
+      stream_offset[i] = i * groups;
+      continue;
+    }
+    while (i * per_group >= first + parts[part].size(1)) first += parts[part++].size(1);
+    stream_part[i] = part;
+    stream_offset[i] = i * per_group - first;
+  }
+  std::vector<PositionStrides> part_positions(parts.begin(), parts.end());
+  const PositionStrides shuffled_positions(shuffled);
+  at::parallel_for(0, N * T * H, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, W * C)),
+                   [&](int64_t begin, int64_t end) {
+    std::vector<E*> stream(streams);
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t h = r % H, t = (r / H) % T, n = r / (H * T);
+      for (int64_t w = 0; w < W; ++w) {
+        auto* position = reinterpret_cast<E*>(shuffled_positions.at(n, t, h, w));
+        if (by_columns) {
+          // Rows of the single part, read (or written) as one stream of C elements.
+          auto* joined = reinterpret_cast<E*>(part_positions[0].at(n, t, h, w));
+          for (int64_t i = 0; i < streams; ++i) stream[i] = position + stream_offset[i];
+          interleave_streams<!Split>(joined, stream.data(), per_group, groups);
+          continue;
+        }
+        for (int64_t i = 0; i < streams; ++i)
+          stream[i] = reinterpret_cast<E*>(part_positions[stream_part[i]].at(n, t, h, w)) + stream_offset[i];
+        interleave_streams<Split>(position, stream.data(), groups, per_group);
+      }
+    }
+  });
+}
+
+template <bool Split>
+void transpose_positions(at::TensorList parts, const at::Tensor& shuffled, int64_t groups) {
+  dispatch_element_size(shuffled.element_size(), [&](auto tag) {
+    transpose_positions<Split, typename decltype(tag)::type>(parts, shuffled, groups);
+  });
+}
+
+// ---------------------------------------------------------------- ops
 
 void check_tensors(at::TensorList tensors, const at::Tensor& other, int64_t groups) {
   const int64_t channels = total_channels(tensors);
@@ -146,6 +323,7 @@ void check_tensors(at::TensorList tensors, const at::Tensor& other, int64_t grou
 
 void cat_shuffle3d_forward(at::TensorList inputs, int64_t groups, const at::Tensor& output) {
   check_tensors(inputs, output, groups);
+  if (transposes_apply(inputs, output, groups)) return transpose_positions<false>(inputs, output, groups);
   const Concatenation cat(inputs);
   const int64_t C = output.size(1), per_group = C / groups;
   std::vector<ChannelSource> sources(C);  // indexed by output channel
@@ -156,6 +334,8 @@ void cat_shuffle3d_forward(at::TensorList inputs, int64_t groups, const at::Tens
 
 void cat_shuffle3d_backward(const at::Tensor& grad_output, int64_t groups, at::TensorList grad_inputs) {
   check_tensors(grad_inputs, grad_output, groups);
+  if (transposes_apply(grad_inputs, grad_output, groups))
+    return transpose_positions<true>(grad_inputs, grad_output, groups);
   const Concatenation shuffled{at::TensorList(grad_output)};
   const int64_t C = grad_output.size(1), per_group = C / groups;
   std::vector<ChannelSource> sources(C);  // indexed by concatenated channel

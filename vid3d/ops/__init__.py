@@ -30,11 +30,11 @@ __all__ = ["depthwise_conv3d", "channel_shuffle3d", "cat_shuffle3d", "conv2plus1
 IntOrTriple = int | Sequence[int]
 
 
-def _native_is_faster(op, tensors, depthwise=True) -> bool:
+def _native_is_faster(op, tensors, depthwise=True, groups=1) -> bool:
     """For "auto": whether vid3d's kernels beat PyTorch for this call (a measured table on the CPU)."""
     if tensors[0].device.type != "cpu":
         return True
-    return cpu_native_is_faster(op, tensors, depthwise)
+    return cpu_native_is_faster(op, tensors, depthwise, groups)
 
 
 @torch.compiler.assume_constant_result
@@ -102,7 +102,7 @@ def channel_shuffle3d(input: Tensor, groups: int) -> Tensor:
     """
     op = "channel_shuffle3d"
     check_channel_shuffle3d(op, input, groups)
-    backend = resolve(op, input.device, _native_is_faster(op, (input,)))
+    backend = resolve(op, input.device, _native_is_faster(op, (input,), groups=groups))
     if backend == "torch":
         return _reference.channel_shuffle3d(input, groups)
     return _custom_ops.run("channel_shuffle3d", (input,), input, groups, backend)
@@ -118,7 +118,7 @@ def cat_shuffle3d(tensors: Sequence[Tensor], groups: int) -> Tensor:
     op = "cat_shuffle3d"
     check_cat_shuffle3d(op, tensors, groups)
     tensors = list(tensors)
-    backend = resolve(op, tensors[0].device, _native_is_faster(op, tensors))
+    backend = resolve(op, tensors[0].device, _native_is_faster(op, tensors, groups=groups))
     if backend == "torch":
         return _reference.cat_shuffle3d(tensors, groups)
     return _custom_ops.run("cat_shuffle3d", tensors, tensors, groups, backend)

@@ -108,24 +108,29 @@ def native_backend(device: torch.device) -> str | None:
     return None
 
 
-def cpu_native_is_faster(op: str, tensors, depthwise: bool = True) -> bool:
+def cpu_native_is_faster(op: str, tensors, depthwise: bool = True, groups: int = 1) -> bool:
     """Whether vid3d's CPU kernels beat PyTorch's for this call: the decision table of "auto".
 
     Measured on the CPU (bench/README.md): vid3d's depthwise backward is 2-20x PyTorch's in both
     layouts, so any call that will be differentiated runs vid3d. For inference vid3d's forward
     wins on planes of 64 positions or more in both layouts. On smaller planes it wins on float32
     NCDHW volumes of up to 512 positions with the AVX2/AVX-512 kernels (channel blocks transposed
-    into vectors), and is not reliably faster than PyTorch's oneDNN kernel otherwise. PyTorch's
-    channel shuffle is faster than vid3d's; the one-pass cat + shuffle wins on NCDHW input of a
-    million elements or more.
+    into vectors), and is not reliably faster than PyTorch's oneDNN kernel otherwise.
+
+    The shuffles need a million elements or more to repay the call (a small one costs vid3d about
+    20 us more than PyTorch). On NCDHW input PyTorch's channel shuffle is about as fast as vid3d's,
+    and the one-pass cat + shuffle wins. On channels_last_3d input both win where vid3d transposes
+    each position with vectors (:func:`_shuffle_transposes`).
     """
     first = tensors[0]
     training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     planar = first.is_contiguous() and not first.is_contiguous(memory_format=torch.channels_last_3d)
-    if op == "channel_shuffle3d":
-        return False
-    if op == "cat_shuffle3d":
-        return planar and len(tensors) > 1 and sum(t.numel() for t in tensors) >= 1 << 20
+    if op in ("channel_shuffle3d", "cat_shuffle3d"):
+        if sum(t.numel() for t in tensors) < 1 << 20:
+            return False
+        if _shuffle_transposes(tensors, groups):
+            return True
+        return op == "cat_shuffle3d" and planar and len(tensors) > 1
     if not depthwise:
         return False
     small_plane = first.shape[3] * first.shape[4] < 64
@@ -133,6 +138,17 @@ def cpu_native_is_faster(op: str, tensors, depthwise: bool = True) -> bool:
         return True
     transposed_volumes = planar and first.dtype == torch.float32 and math.prod(first.shape[2:]) <= 512
     return transposed_volumes and cpu_vector_isa()
+
+
+def _shuffle_transposes(tensors, groups: int) -> bool:
+    """Whether vid3d's CPU shuffle copies ``tensors`` as a vectorized transpose per position (see
+    csrc/cpu/channel_shuffle3d.cpp): channels unit-strided, each group of channels inside one
+    tensor, and groups (or, for one tensor, channels // groups) one of 1, 2, 3, 4, 8."""
+    per_group = sum(t.shape[1] for t in tensors) // groups
+    if any(t.shape[1] != 1 and t.stride(1) != 1 or t.shape[1] % per_group for t in tensors):
+        return False
+    vectorized = (1, 2, 3, 4, 8)
+    return groups in vectorized or (len(tensors) == 1 and per_group in vectorized)
 
 
 @functools.cache
