@@ -129,29 +129,36 @@ void gather_channels(const at::Tensor& dst, const std::vector<SourceTensor>& ten
     });
     return;
   }
-  // Planar: each destination channel volume is one (often contiguous) copy.
-  at::parallel_for(0, N * C, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, T * H * W)),
-                   [&](int64_t begin, int64_t end) {
-    for (int64_t nc = begin; nc < end; ++nc) {
-      const int64_t c = nc % C, n = nc / C;
-      const SourceTensor& s = tensors[sources[c].tensor];
+  // Planar: each destination channel volume is one (often contiguous) copy. Small volumes are copied
+  // in a few cycles, so the indices step along and each tensor's layout is checked once, not per volume.
+  const int64_t volume = T * H * W;
+  std::vector<char> dense_tensor(K);
+  for (int64_t k = 0; k < K; ++k) {
+    const SourceTensor& s = tensors[k];
+    dense_tensor[k] = ds[4] == item && s.stride[3] == item && ds[3] == W * item && s.stride[2] == W * item &&
+                      ds[2] == H * W * item && s.stride[1] == H * W * item;
+  }
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, volume));
+  at::parallel_for(0, N * C, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin, c = begin % C, n = begin / C; nc < end; ++nc) {
+      const int64_t k = sources[c].tensor;
+      const SourceTensor& s = tensors[k];
       const char* src = s.base + sources[c].offset + n * s.stride[0];
       char* o = out + n * ds[0] + c * ds[1];
-      const bool dense = ds[4] == item && s.stride[3] == item && ds[3] == W * item &&
-                         s.stride[2] == W * item && ds[2] == H * W * item && s.stride[1] == H * W * item;
-      if (dense) {
-        std::memcpy(o, src, T * H * W * item);
-        continue;
-      }
-      for (int64_t t = 0; t < T; ++t)
-        for (int64_t h = 0; h < H; ++h) {
-          const char* src_row = src + t * s.stride[1] + h * s.stride[2];
-          char* dst_row = o + t * ds[2] + h * ds[3];
-          for (int64_t w = 0; w < W; ++w) {
-            *reinterpret_cast<element_t*>(dst_row + w * ds[4]) =
-                *reinterpret_cast<const element_t*>(src_row + w * s.stride[3]);
+      if (dense_tensor[k]) {
+        std::memcpy(o, src, volume * item);
+      } else {
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t h = 0; h < H; ++h) {
+            const char* src_row = src + t * s.stride[1] + h * s.stride[2];
+            char* dst_row = o + t * ds[2] + h * ds[3];
+            for (int64_t w = 0; w < W; ++w) {
+              *reinterpret_cast<element_t*>(dst_row + w * ds[4]) =
+                  *reinterpret_cast<const element_t*>(src_row + w * s.stride[3]);
+            }
           }
-        }
+      }
+      if (++c == C) c = 0, ++n;
     }
   });
 }
