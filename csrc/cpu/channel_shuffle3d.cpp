@@ -55,40 +55,26 @@ int64_t total_channels(at::TensorList tensors) {
   return c;
 }
 
-// The raw element type of each size (RawElement<Bytes>::type): an integer type where one exists,
-// so that the transposes vectorize.
-template <int Bytes>
-struct RawElement {
-  struct type {
-    char bytes[Bytes];
-  };
-};
-template <>
-struct RawElement<1> {
-  using type = uint8_t;
-};
-template <>
-struct RawElement<2> {
-  using type = uint16_t;
-};
-template <>
-struct RawElement<4> {
-  using type = uint32_t;
-};
-template <>
-struct RawElement<8> {
-  using type = uint64_t;
+// A 16-byte element (complex128), which no integer type holds.
+struct Element16 {
+  char bytes[16];
 };
 
-// Calls body(RawElement<bytes>{}).
+template <typename T>
+struct TypeTag {
+  using type = T;
+};
+
+// Calls body(TypeTag<E>{}) with E a raw element type of `bytes` bytes: an integer type where one
+// exists, so that the transposes vectorize.
 template <typename Body>
 void dispatch_element_size(int64_t bytes, const Body& body) {
   switch (bytes) {
-    case 1: return body(RawElement<1>{});
-    case 2: return body(RawElement<2>{});
-    case 4: return body(RawElement<4>{});
-    case 8: return body(RawElement<8>{});
-    case 16: return body(RawElement<16>{});
+    case 1: return body(TypeTag<uint8_t>{});
+    case 2: return body(TypeTag<uint16_t>{});
+    case 4: return body(TypeTag<uint32_t>{});
+    case 8: return body(TypeTag<uint64_t>{});
+    case 16: return body(TypeTag<Element16>{});
     default: TORCH_CHECK(false, "vid3d cat_shuffle3d (cpu): unsupported element size ", bytes);
   }
 }
