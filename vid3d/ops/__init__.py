@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from . import _custom_ops, _reference
-from ._kernels import cpu_native_is_faster, resolve
+from ._kernels import resolve
 from ._validation import (
     check_activation,
     check_cat_shuffle3d,
@@ -28,13 +28,6 @@ from ._validation import (
 __all__ = ["depthwise_conv3d", "channel_shuffle3d", "cat_shuffle3d", "conv2plus1d"]
 
 IntOrTriple = int | Sequence[int]
-
-
-def _native_is_faster(op, tensors, depthwise=True, groups=1) -> bool:
-    """For "auto": whether vid3d's kernels beat PyTorch for this call (a measured table on the CPU)."""
-    if tensors[0].device.type != "cpu":
-        return True
-    return cpu_native_is_faster(op, tensors, depthwise, groups)
 
 
 @torch.compiler.assume_constant_result
@@ -87,7 +80,7 @@ def depthwise_conv3d(
     input, weight, bias = _autocast(input, weight, bias)
     stride, padding, dilation = check_depthwise_conv3d(op, input, weight, bias, stride, padding, dilation)
     check_activation(op, "activation", activation, ("relu", "relu6"))
-    backend = resolve(op, input.device, _native_is_faster(op, (input, weight, bias)))
+    backend = resolve(op, (input, weight, bias))
     if backend == "torch":
         return _reference.depthwise_conv3d(input, weight, bias, stride, padding, dilation, activation)
     return _custom_ops.run("depthwise_conv3d", (input, weight, bias), input, weight, bias, stride, padding,
@@ -102,7 +95,7 @@ def channel_shuffle3d(input: Tensor, groups: int) -> Tensor:
     """
     op = "channel_shuffle3d"
     check_channel_shuffle3d(op, input, groups)
-    backend = resolve(op, input.device, _native_is_faster(op, (input,), groups=groups))
+    backend = resolve(op, (input,), groups=groups)
     if backend == "torch":
         return _reference.channel_shuffle3d(input, groups)
     return _custom_ops.run("channel_shuffle3d", (input,), input, groups, backend)
@@ -118,7 +111,7 @@ def cat_shuffle3d(tensors: Sequence[Tensor], groups: int) -> Tensor:
     op = "cat_shuffle3d"
     check_cat_shuffle3d(op, tensors, groups)
     tensors = list(tensors)
-    backend = resolve(op, tensors[0].device, _native_is_faster(op, tensors, groups=groups))
+    backend = resolve(op, tensors, groups=groups)
     if backend == "torch":
         return _reference.cat_shuffle3d(tensors, groups)
     return _custom_ops.run("cat_shuffle3d", tensors, tensors, groups, backend)
@@ -162,7 +155,7 @@ def conv2plus1d(
     )
     depthwise = spatial_weight.shape[1] == 1 or temporal_weight.shape[1] == 1
     params = (input, spatial_weight, temporal_weight, spatial_bias, temporal_bias)
-    backend = resolve(op, input.device, _native_is_faster(op, params, depthwise))
+    backend = resolve(op, params, depthwise)
     args = (*params, stride, padding, dilation, mid_activation)
     if backend == "torch":
         return _reference.conv2plus1d(*args)

@@ -125,21 +125,24 @@ def cpu_native_is_faster(op: str, tensors, depthwise: bool = True, groups: int =
     groups (0.88-1.34x) and 2-4x faster with 2, 3, 5 or 6, and the cat + shuffle 4-7x faster.
     """
     first = tensors[0]
-    training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-    planar = first.is_contiguous() and not first.is_contiguous(memory_format=torch.channels_last_3d)
     if op in ("channel_shuffle3d", "cat_shuffle3d"):
         if sum(t.numel() for t in tensors) < 1 << 20:
             return False
         if _shuffle_transposes(tensors, groups):
             return True
-        return op == "cat_shuffle3d" and planar and len(tensors) > 1
+        return op == "cat_shuffle3d" and len(tensors) > 1 and _planar(first)
     if not depthwise:
         return False
-    small_plane = first.shape[3] * first.shape[4] < 64
-    if training or not small_plane:
+    if first.shape[3] * first.shape[4] >= 64:
         return True
-    transposed_volumes = planar and first.dtype == torch.float32 and math.prod(first.shape[2:]) <= 512
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return True  # a call that will be differentiated
+    transposed_volumes = first.dtype == torch.float32 and math.prod(first.shape[2:]) <= 512 and _planar(first)
     return transposed_volumes and cpu_vector_isa()
+
+
+def _planar(x: torch.Tensor) -> bool:
+    return x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last_3d)
 
 
 def _shuffle_transposes(tensors, groups: int) -> bool:
@@ -159,12 +162,17 @@ def cpu_vector_isa() -> bool:
     return torch.ops.vid3d_native.cpu_isa() != "generic"
 
 
-def resolve(op: str, device: torch.device, native_is_faster: bool = True) -> str:
-    """The concrete backend that runs ``op`` on ``device`` under the current setting."""
+def resolve(op: str, tensors, depthwise: bool = True, groups: int = 1) -> str:
+    """The concrete backend that runs ``op`` on ``tensors`` (a call's tensor arguments, None for an
+    absent bias) under the current setting. Under "auto" on the CPU, vid3d's kernels run where
+    :func:`cpu_native_is_faster` says they win; ``depthwise`` and ``groups`` are its inputs."""
     requested = get_backend()
+    device = tensors[0].device
     if requested == "auto":
         native = native_backend(device)
-        return native if native is not None and native_is_faster else "torch"
+        if native == "cpu" and not cpu_native_is_faster(op, tensors, depthwise, groups):
+            return "torch"
+        return "torch" if native is None else native
     reason = unavailable_reason(requested, device)
     if reason is not None:
         raise RuntimeError(f"vid3d.ops.{op}: backend {requested!r} is not usable: {reason}")
