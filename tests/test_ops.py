@@ -200,29 +200,39 @@ def test_channel_shuffle3d_any_dtype(dtype):
 @pytest.mark.parametrize("groups", [1, 2, 3, 4, 6, 8, 12, 16, 24, 48])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.int8, torch.bfloat16, torch.int64, torch.complex128])
 def test_channel_shuffle3d_channels_last_matches_pytorch(groups, dtype):
-    x = (torch.arange(2 * 48 * 2 * 3 * 5).reshape(2, 48, 2, 3, 5) % 251).to(dtype)
+    x = (torch.arange(3 * 48 * 2 * 3 * 5).reshape(3, 48, 2, 3, 5) % 251).to(dtype)
     x = make_layout(x, "channels_last_3d")
-    for view in (x, x[..., 1::2]):  # dense positions, and every other position along W
+    # Dense positions; every other position along W; and a view strided along N, H and W.
+    for view in (x, x[..., 1::2], x[::2, :, 1:, ::2, 1:]):
         assert torch.equal(ops.channel_shuffle3d(view, groups), F.channel_shuffle(view, groups))
         # The backward is the shuffle by 48 // groups.
         assert torch.equal(ops.channel_shuffle3d(view, 48 // groups), F.channel_shuffle(view, 48 // groups))
 
 
+# The forward and, with a channels_last_3d gradient, the backward's transposes (its rows written
+# to the parts), in elements of 2, 4 and 8 bytes.
 @pytest.mark.parametrize("channels,groups,layouts", [
-    ((16, 32), 3, None),  # each group inside one input: a transpose per position
-    ((8, 8, 32), 6, None),
+    ((16, 32), 3, None),  # each group inside one input: a transpose per position, vectorized
+    ((24, 24), 2, None),
+    ((24, 24), 4, None),
+    ((16, 32), 8, None),
+    ((48,), 1, None),
+    ((48,), 4, None),
+    ((48,), 6, None),  # 6 groups of 8: along the columns (one input)
+    ((8, 8, 32), 6, None),  # a plain loop
     ((24, 24), 24, None),
     ((20, 28), 2, None),  # a group across two inputs: copied channel by channel
     ((16, 32), 3, ("channels_last_3d", "ncdhw")),  # mixed layouts: the same
 ])
-def test_cat_shuffle3d_channels_last_matches_pytorch(channels, groups, layouts):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_cat_shuffle3d_channels_last_matches_pytorch(channels, groups, layouts, dtype):
     layouts = layouts or ("channels_last_3d",) * len(channels)
     parts64 = [randn((2, c, 2, 3, 5), torch.float64, i) for i, c in enumerate(channels)]
-    parts = [make_layout(p.float(), layout).requires_grad_() for p, layout in zip(parts64, layouts)]
+    parts = [make_layout(p.to(dtype), layout).requires_grad_() for p, layout in zip(parts64, layouts)]
     y = ops.cat_shuffle3d(parts, groups)
-    ref = F.channel_shuffle(torch.cat([p.float() for p in parts64], 1), groups)
+    ref = F.channel_shuffle(torch.cat([p.to(dtype) for p in parts64], 1), groups)
     assert torch.equal(y, ref)
-    grad = make_layout(randn(ref.shape, torch.float64, 9).float(), "channels_last_3d")
+    grad = make_layout(randn(ref.shape, torch.float64, 9).to(dtype), "channels_last_3d")
     expected = torch.split(F.channel_shuffle(grad, sum(channels) // groups), channels, 1)
     for g, part in zip(torch.autograd.grad(y, parts, grad), expected):
         assert torch.equal(g, part)

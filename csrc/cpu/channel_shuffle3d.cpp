@@ -6,8 +6,8 @@
 // Where every tensor's channels are unit-strided (channels_last_3d), each position (n, t, h, w)
 // holds the concatenation as a g x (C / g) matrix, row i being concatenated channels
 // [i * C / g, (i + 1) * C / g), and the shuffled tensor holds its transpose: the copy is one small
-// transpose per position, vectorized where a side of the matrix is 1, 2, 3, 4 or 8 long. Other
-// layouts copy channel by channel: planar (NCDHW) channels are whole volumes.
+// transpose per position, vectorized where g is 1, 2, 3, 4 or 8, or, with a single input, C / g is.
+// Other layouts copy channel by channel: planar (NCDHW) channels are whole volumes.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
@@ -16,15 +16,29 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 namespace vid3d::cpu {
 namespace {
 
-// A source tensor: its data and its N, T, H, W strides in bytes.
-struct SourceTensor {
-  const char* base;
+// A 5-D tensor's data and its N, T, H, W strides in bytes. The data pointer is writable for the
+// tensors a copy writes (taken with mutable_data_ptr); the others are only read through it.
+struct TensorPositions {
+  char* base;
   int64_t stride[4];
+
+  TensorPositions(const at::Tensor& t, bool written)
+      : base(written ? static_cast<char*>(t.mutable_data_ptr())
+                     : static_cast<char*>(const_cast<void*>(t.const_data_ptr()))) {
+    const int64_t item = t.element_size();
+    const int64_t dims[4] = {0, 2, 3, 4};
+    for (int d = 0; d < 4; ++d) stride[d] = t.stride(dims[d]) * item;
+  }
+
+  char* at(int64_t n, int64_t t, int64_t h, int64_t w) const {
+    return base + n * stride[0] + t * stride[1] + h * stride[2] + w * stride[3];
+  }
 };
 
 // Where one destination channel reads from: a source tensor and the byte offset of its channel.
@@ -33,18 +47,16 @@ struct ChannelSource {
   int64_t offset;
 };
 
-// The channels of the concatenation of `tensors`, in order.
+// The channels of the concatenation of `tensors` (which are read), in order.
 struct Concatenation {
-  std::vector<SourceTensor> tensors;
+  std::vector<TensorPositions> tensors;
   std::vector<ChannelSource> channels;
 
   explicit Concatenation(at::TensorList list) {
     for (const auto& t : list) {
-      const int64_t item = t.element_size();
       const int64_t k = static_cast<int64_t>(tensors.size());
-      tensors.push_back({static_cast<const char*>(t.const_data_ptr()),
-                         {t.stride(0) * item, t.stride(2) * item, t.stride(3) * item, t.stride(4) * item}});
-      for (int64_t c = 0; c < t.size(1); ++c) channels.push_back({k, c * t.stride(1) * item});
+      tensors.emplace_back(t, /*written=*/false);
+      for (int64_t c = 0; c < t.size(1); ++c) channels.push_back({k, c * t.stride(1) * t.element_size()});
     }
   }
 };
@@ -83,7 +95,7 @@ void dispatch_element_size(int64_t bytes, const Body& body) {
 
 // Copies channel c of `dst` from sources[c], for all (n, t, h, w).
 template <typename element_t>
-void gather_channels(const at::Tensor& dst, const std::vector<SourceTensor>& tensors, const ChannelSource* sources) {
+void gather_channels(const at::Tensor& dst, const std::vector<TensorPositions>& tensors, const ChannelSource* sources) {
   const int64_t N = dst.size(0), C = dst.size(1), T = dst.size(2), H = dst.size(3), W = dst.size(4);
   const int64_t K = static_cast<int64_t>(tensors.size());
   auto* out = static_cast<char*>(dst.mutable_data_ptr());
@@ -102,10 +114,7 @@ void gather_channels(const at::Tensor& dst, const std::vector<SourceTensor>& ten
         const int64_t h = r % H, t = (r / H) % T, n = r / (H * T);
         char* out_row = out + n * ds[0] + t * ds[2] + h * ds[3];
         for (int64_t w = 0; w < W; ++w) {
-          for (int64_t k = 0; k < K; ++k) {
-            const SourceTensor& s = tensors[k];
-            position[k] = s.base + n * s.stride[0] + t * s.stride[1] + h * s.stride[2] + w * s.stride[3];
-          }
+          for (int64_t k = 0; k < K; ++k) position[k] = tensors[k].at(n, t, h, w);
           char* o = out_row + w * ds[4];
           for (int64_t c = 0; c < C; ++c)
             *reinterpret_cast<element_t*>(o + c * ds[1]) =
@@ -120,7 +129,7 @@ void gather_channels(const at::Tensor& dst, const std::vector<SourceTensor>& ten
   const int64_t volume = T * H * W;
   std::vector<char> dense_tensor(K);
   for (int64_t k = 0; k < K; ++k) {
-    const SourceTensor& s = tensors[k];
+    const TensorPositions& s = tensors[k];
     dense_tensor[k] = ds[4] == item && s.stride[3] == item && ds[3] == W * item && s.stride[2] == W * item &&
                       ds[2] == H * W * item && s.stride[1] == H * W * item;
   }
@@ -128,7 +137,7 @@ void gather_channels(const at::Tensor& dst, const std::vector<SourceTensor>& ten
   at::parallel_for(0, N * C, grain, [&](int64_t begin, int64_t end) {
     for (int64_t nc = begin, c = begin % C, n = begin / C; nc < end; ++nc) {
       const int64_t k = sources[c].tensor;
-      const SourceTensor& s = tensors[k];
+      const TensorPositions& s = tensors[k];
       const char* src = s.base + sources[c].offset + n * s.stride[0];
       char* o = out + n * ds[0] + c * ds[1];
       if (dense_tensor[k]) {
@@ -149,7 +158,7 @@ void gather_channels(const at::Tensor& dst, const std::vector<SourceTensor>& ten
   });
 }
 
-void gather_channels(const at::Tensor& dst, const std::vector<SourceTensor>& tensors, const ChannelSource* sources) {
+void gather_channels(const at::Tensor& dst, const std::vector<TensorPositions>& tensors, const ChannelSource* sources) {
   if (dst.numel() == 0) return;
   dispatch_element_size(dst.element_size(), [&](auto tag) {
     gather_channels<typename decltype(tag)::type>(dst, tensors, sources);
@@ -191,47 +200,38 @@ void interleave_any(E* joined, E* const* streams, int64_t g, int64_t n) {
     }
 }
 
-// interleave<G> or deinterleave<G> for the G given at run time, through a table of the
-// instantiations for the G that vectorize well (else interleave_any).
-template <bool Split, typename E>
-void interleave_streams(E* joined, E* const* streams, int64_t g, int64_t n) {
-  switch (g) {
-#define VID3D_CASE(G)                                                   \
-  case G:                                                               \
-    if constexpr (Split) {                                              \
-      return deinterleave<G>(streams, static_cast<const E*>(joined), n); \
-    } else {                                                            \
-      return interleave<G>(joined, streams, n);                         \
-    }
-    VID3D_CASE(1)
-    VID3D_CASE(2)
-    VID3D_CASE(3)
-    VID3D_CASE(4)
-    VID3D_CASE(8)
-#undef VID3D_CASE
-    default: return interleave_any<Split>(joined, streams, g, n);
-  }
+// The stream counts with an instantiated interleave<G>/deinterleave<G>: those that vectorize well
+// (vid3d/ops/_kernels.py's _shuffle_transposes mirrors this list).
+using FastInterleaves = std::integer_sequence<int, 1, 2, 3, 4, 8>;
+
+template <int... G>
+bool has_fast_interleave(std::integer_sequence<int, G...>, int64_t g) {
+  return ((g == G) || ...);
 }
 
-bool has_fast_interleave(int64_t g) { return g == 1 || g == 2 || g == 3 || g == 4 || g == 8; }
+bool has_fast_interleave(int64_t g) { return has_fast_interleave(FastInterleaves{}, g); }
 
-// A 5-D tensor's data and its N, T, H, W strides in bytes.
-struct PositionStrides {
-  char* base;
-  int64_t stride[4];
+// interleave<G> or deinterleave<G> for the G given at run time where it is one of G..., else
+// interleave_any.
+template <bool Split, typename E, int... G>
+void interleave_streams(std::integer_sequence<int, G...>, E* joined, E* const* streams, int64_t g, int64_t n) {
+  const auto run = [&](auto size) {
+    constexpr int kSize = decltype(size)::value;
+    if (g != kSize) return false;
+    if constexpr (Split) {
+      deinterleave<kSize>(streams, static_cast<const E*>(joined), n);
+    } else {
+      interleave<kSize>(joined, streams, n);
+    }
+    return true;
+  };
+  if (!(run(std::integral_constant<int, G>{}) || ...)) interleave_any<Split>(joined, streams, g, n);
+}
 
-  explicit PositionStrides(const at::Tensor& t)
-      // The inputs of the forward are only read; one type serves both directions.
-      : base(static_cast<char*>(const_cast<void*>(t.const_data_ptr()))) {
-    const int64_t item = t.element_size();
-    const int64_t dims[4] = {0, 2, 3, 4};
-    for (int d = 0; d < 4; ++d) stride[d] = t.stride(dims[d]) * item;
-  }
-
-  char* at(int64_t n, int64_t t, int64_t h, int64_t w) const {
-    return base + n * stride[0] + t * stride[1] + h * stride[2] + w * stride[3];
-  }
-};
+template <bool Split, typename E>
+void interleave_streams(E* joined, E* const* streams, int64_t g, int64_t n) {
+  interleave_streams<Split>(FastInterleaves{}, joined, streams, g, n);
+}
 
 // Whether the transpose per position applies: unit channel strides everywhere, and each of the
 // g rows of the concatenation inside one tensor.
@@ -258,7 +258,7 @@ void transpose_positions(at::TensorList parts, const at::Tensor& shuffled, int64
   const int64_t streams = by_columns ? per_group : groups;
   // Stream i starts at element `stream_offset[i]` of part `stream_part[i]` (by rows), or at
   // element i * g of the shuffled position (by columns).
-  std::vector<int64_t> stream_part(streams), stream_offset(streams);
+  std::vector<int64_t> stream_part(by_columns ? 0 : streams), stream_offset(streams);
   for (int64_t i = 0, part = 0, first = 0; i < streams; ++i) {
     if (by_columns) {
       stream_offset[i] = i * groups;
@@ -268,8 +268,9 @@ void transpose_positions(at::TensorList parts, const at::Tensor& shuffled, int64
     stream_part[i] = part;
     stream_offset[i] = i * per_group - first;
   }
-  std::vector<PositionStrides> part_positions(parts.begin(), parts.end());
-  const PositionStrides shuffled_positions(shuffled);
+  std::vector<TensorPositions> part_positions;
+  for (const auto& part : parts) part_positions.emplace_back(part, /*written=*/Split);
+  const TensorPositions shuffled_positions(shuffled, /*written=*/!Split);
   at::parallel_for(0, N * T * H, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, W * C)),
                    [&](int64_t begin, int64_t end) {
     std::vector<E*> stream(streams);
