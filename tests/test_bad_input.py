@@ -186,6 +186,26 @@ def test_unusable_backend_for_cpu_tensors(op, backend, missing, monkeypatch):
         call(op)
 
 
+@pytest.mark.parametrize("op", OPS)
+def test_without_the_native_extension_auto_and_torch_run_pytorch(op, monkeypatch):
+    """Where vid3d._C did not load, "auto" and "torch" run PyTorch without consulting the native ops
+    (auto's CPU table asks them for the instruction set), and "cpu" says what is missing."""
+    with vid3d.backend("torch"):
+        expected = call(op)
+    from vid3d.ops import _kernels
+
+    def native_ops_consulted():
+        raise AssertionError("the native ops were consulted")
+
+    monkeypatch.setattr(_kernels, "_C", None)
+    monkeypatch.setattr(_kernels, "cpu_vector_isa", native_ops_consulted)
+    for backend in ("auto", "torch"):
+        with vid3d.backend(backend):
+            assert torch.equal(call(op), expected)
+    with vid3d.backend("cpu"), pytest.raises(RuntimeError, match=rf"{op}: backend 'cpu' is not usable: .*vid3d\._C"):
+        call(op)
+
+
 # ---------------------------------------------------------------- valid edge cases
 
 

@@ -525,8 +525,9 @@ def test_auto_follows_the_measured_cpu_table(monkeypatch, layout, plane, require
 
 
 @pytest.mark.parametrize("shape,layout,expected", [((2, 8, 8, 64, 64), "ncdhw", "cpu"),
-                                                   ((2, 8, 2, 8, 8), "ncdhw", "torch"),
+                                                   ((2, 32, 4, 8, 8), "ncdhw", "torch"),
                                                    ((2, 8, 8, 64, 64), "channels_last_3d", "cpu"),
+                                                   ((2, 32, 4, 8, 8), "channels_last_3d", "cpu"),
                                                    ((2, 8, 2, 8, 8), "channels_last_3d", "torch"),
                                                    ((2, 8, 8, 64, 64), "mixed", "torch")])
 def test_auto_cat_shuffle_table(monkeypatch, shape, layout, expected):
@@ -538,6 +539,19 @@ def test_auto_cat_shuffle_table(monkeypatch, shape, layout, expected):
     with vid3d.backend("auto"):
         ops.cat_shuffle3d(parts, 2)
     assert calls == ([] if expected == "torch" else ["cpu"])
+
+
+def test_auto_cat_shuffle_follows_the_output_layout(monkeypatch):
+    """The output takes the first tensor's layout: after a one-channel first part (NCDHW, as a
+    contiguous one-channel tensor is) it is NCDHW, which vid3d fills channel by channel, so "auto"
+    leaves the cat + shuffle to PyTorch even though every part's channels are unit-strided."""
+    calls = []
+    real = vid3d.ops._kernels.kernels
+    monkeypatch.setattr(vid3d.ops._custom_ops, "kernels", lambda name: calls.append(name) or real(name))
+    parts = [torch.randn(2, 1, 16, 64, 64), make_layout(torch.randn(2, 7, 16, 64, 64), "channels_last_3d")]
+    with vid3d.backend("auto"):
+        y = ops.cat_shuffle3d(parts, 8)
+    assert calls == [] and torch.equal(y, F.channel_shuffle(torch.cat(parts, 1), 8))
 
 
 @pytest.mark.parametrize("shape,layout,groups,expected", [

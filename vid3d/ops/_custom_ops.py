@@ -18,21 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._kernels import kernels
-from ._shapes import conv_output_sizes, spatial_conv_args, temporal_conv_args
-
-_CL3D = torch.channels_last_3d
-
-
-def memory_format_of(x: Tensor) -> torch.memory_format:
-    """channels_last_3d when ``x``'s strides are laid out NDHWC (size-1 dims ignored), else contiguous."""
-    if x.is_contiguous():
-        return torch.contiguous_format
-    if x.is_contiguous(memory_format=_CL3D):
-        return _CL3D
-    order = [d for d in (1, 4, 3, 2, 0) if x.shape[d] != 1]
-    strides = [x.stride(d) for d in order]
-    channels_inner = x.shape[1] != 1 and strides == sorted(strides)
-    return _CL3D if channels_inner else torch.contiguous_format
+from ._shapes import conv_output_sizes, memory_format_of, spatial_conv_args, temporal_conv_args
 
 
 def _new_like(x: Tensor, shape: Sequence[int]) -> Tensor:

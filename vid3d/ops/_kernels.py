@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from .._backend import get_backend
+from ._shapes import memory_format_of
 
 try:
     from .. import _C
@@ -117,20 +118,28 @@ def cpu_native_is_faster(op: str, tensors, depthwise: bool = True, groups: int =
     NCDHW volumes of up to 512 positions with the AVX2/AVX-512 kernels (channel blocks transposed
     into vectors), and is not reliably faster than PyTorch's oneDNN kernel otherwise.
 
-    The shuffles need a million elements or more to repay the call (on 8x960x2x4x4, just under a
-    million, vid3d's took 21-79 us longer than PyTorch's in the records). On NCDHW input PyTorch's
-    channel shuffle is about as fast as vid3d's, and the one-pass cat + shuffle wins. On
-    channels_last_3d input, where vid3d transposes each position with vectors
-    (:func:`_shuffle_transposes`), its channel shuffle is about as fast as PyTorch's with 4 or 8
-    groups (0.88-1.34x) and 2-4x faster with 2, 3, 5 or 6, and the cat + shuffle 4-7x faster.
+    The shuffles need a million elements or more to repay the call (on 8x960x2x4x4, 245,760
+    elements, vid3d's channel shuffle and NCDHW cat + shuffle took 18-78 us longer than PyTorch's
+    in the records). On NCDHW input PyTorch's channel shuffle is about as fast as vid3d's, and the
+    one-pass cat + shuffle wins. On channels_last_3d input, where vid3d transposes each position
+    with vectors (:func:`_shuffle_transposes`), its channel shuffle is about as fast as PyTorch's
+    with 4 groups (0.88-1.02x, geometric means over the benchmark's shapes) and 2-4x faster with 2
+    or 3 (8x240x4x14x14). Its cat + shuffle is 4-7x faster there, and already repays the call from
+    16,384 elements (two halves, 2 groups: 1.25x on 1x64x4x8x8, 2.0x on 2x96x4x8x8, 0.84x on
+    1x32x2x4x4). With group counts whose transpose is a plain loop, vid3d's channel shuffle was
+    2.3-4.2x PyTorch's with 5 or 6 groups of 240 channels but 0.67-0.84x with 10 or 24, so those
+    are left to PyTorch.
     """
     first = tensors[0]
     if op in ("channel_shuffle3d", "cat_shuffle3d"):
-        if sum(t.numel() for t in tensors) < 1 << 20:
+        elements = sum(t.numel() for t in tensors)
+        transposes = _shuffle_transposes(tensors, groups)
+        concatenates = op == "cat_shuffle3d" and len(tensors) > 1
+        if concatenates and transposes:
+            return elements >= 1 << 14
+        if elements < 1 << 20:
             return False
-        if _shuffle_transposes(tensors, groups):
-            return True
-        return op == "cat_shuffle3d" and len(tensors) > 1 and _planar(first)
+        return transposes or (concatenates and _planar(first))
     if not depthwise:
         return False
     if first.shape[3] * first.shape[4] >= 64:
@@ -147,9 +156,12 @@ def _planar(x: torch.Tensor) -> bool:
 
 def _shuffle_transposes(tensors, groups: int) -> bool:
     """Whether vid3d's CPU shuffle copies ``tensors`` as a vectorized transpose per position (see
-    csrc/cpu/channel_shuffle3d.cpp): channels unit-strided, each group of channels inside one
-    tensor, and groups (or, for one tensor, channels // groups) one of 1, 2, 3, 4, 8."""
+    csrc/cpu/channel_shuffle3d.cpp): channels unit-strided in every tensor and in the output (which
+    takes the first tensor's layout), each group of channels inside one tensor, and groups (or, for
+    one tensor, channels // groups) one of 1, 2, 3, 4, 8."""
     per_group = sum(t.shape[1] for t in tensors) // groups
+    if memory_format_of(tensors[0]) != torch.channels_last_3d:
+        return False
     if any(t.shape[1] != 1 and t.stride(1) != 1 or t.shape[1] % per_group for t in tensors):
         return False
     vectorized = (1, 2, 3, 4, 8)

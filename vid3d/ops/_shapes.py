@@ -1,8 +1,11 @@
-"""Shape arithmetic shared by the argument checks and the fake kernels."""
+"""Shape and layout arithmetic shared by the argument checks, the ops and the choice of a backend."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import torch
+from torch import Tensor
 
 
 def conv_output_sizes(input_sizes: Sequence, kernel: Sequence, stride, padding, dilation) -> list:
@@ -21,3 +24,15 @@ def spatial_conv_args(stride, padding, dilation):
 def temporal_conv_args(stride, padding, dilation):
     """stride, padding, dilation of the (kt, 1, 1) stage of a (2+1)D conv."""
     return (stride[0], 1, 1), (padding[0], 0, 0), (dilation[0], 1, 1)
+
+
+def memory_format_of(x: Tensor) -> torch.memory_format:
+    """channels_last_3d when ``x``'s strides are laid out NDHWC (size-1 dims ignored), else contiguous."""
+    if x.is_contiguous():
+        return torch.contiguous_format
+    if x.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.channels_last_3d
+    order = [d for d in (1, 4, 3, 2, 0) if x.shape[d] != 1]
+    strides = [x.stride(d) for d in order]
+    channels_inner = x.shape[1] != 1 and strides == sorted(strides)
+    return torch.channels_last_3d if channels_inner else torch.contiguous_format
