@@ -215,7 +215,7 @@ def test_channel_shuffle3d_channels_last_matches_pytorch(groups, dtype):
     ((16, 32), 3, None),  # each group inside one input: a transpose per position, vectorized
     ((24, 24), 2, None),
     ((24, 24), 4, None),
-    ((16, 32), 8, None),
+    ((24, 24), 8, None),
     ((48,), 1, None),
     ((48,), 4, None),
     ((48,), 6, None),  # 6 groups of 8: along the columns (one input)
@@ -524,20 +524,24 @@ def test_auto_follows_the_measured_cpu_table(monkeypatch, layout, plane, require
     assert calls == ([] if expected == "torch" else ["cpu"])
 
 
-@pytest.mark.parametrize("shape,layout,expected", [((2, 8, 8, 64, 64), "ncdhw", "cpu"),
-                                                   ((2, 32, 4, 8, 8), "ncdhw", "torch"),
-                                                   ((2, 8, 8, 64, 64), "channels_last_3d", "cpu"),
-                                                   ((2, 32, 4, 8, 8), "channels_last_3d", "cpu"),
-                                                   ((2, 8, 2, 8, 8), "channels_last_3d", "torch"),
-                                                   ((2, 8, 8, 64, 64), "mixed", "torch")])
-def test_auto_cat_shuffle_table(monkeypatch, shape, layout, expected):
+@pytest.mark.parametrize("shape,layout,groups,parts,expected", [
+    ((2, 8, 8, 64, 64), "ncdhw", 2, 2, "cpu"),
+    ((2, 32, 4, 8, 8), "ncdhw", 2, 2, "torch"),  # under a million elements
+    ((2, 8, 8, 64, 64), "channels_last_3d", 2, 2, "cpu"),
+    ((2, 32, 2, 8, 8), "channels_last_3d", 2, 2, "cpu"),  # 16,384 elements: vid3d's transpose from here
+    ((1, 32, 2, 8, 8), "channels_last_3d", 2, 2, "torch"),  # 8,192
+    ((2, 48, 4, 16, 16), "channels_last_3d", 6, 2, "torch"),  # 6 groups of 16: a plain loop
+    ((2, 48, 4, 16, 16), "channels_last_3d", 2, 1, "torch"),  # one tensor: a channel shuffle
+    ((2, 8, 8, 64, 64), "mixed", 2, 2, "torch"),
+])
+def test_auto_cat_shuffle_table(monkeypatch, shape, layout, groups, parts, expected):
     calls = []
     real = vid3d.ops._kernels.kernels
     monkeypatch.setattr(vid3d.ops._custom_ops, "kernels", lambda name: calls.append(name) or real(name))
-    layouts = ("channels_last_3d", "ncdhw") if layout == "mixed" else (layout, layout)
-    parts = [make_layout(torch.randn(shape), part_layout) for part_layout in layouts]
+    layouts = ("channels_last_3d", "ncdhw") if layout == "mixed" else (layout,) * parts
+    tensors = [make_layout(torch.randn(shape), part_layout) for part_layout in layouts]
     with vid3d.backend("auto"):
-        ops.cat_shuffle3d(parts, 2)
+        ops.cat_shuffle3d(tensors, groups)
     assert calls == ([] if expected == "torch" else ["cpu"])
 
 
@@ -558,6 +562,7 @@ def test_auto_cat_shuffle_follows_the_output_layout(monkeypatch):
     ((2, 48, 8, 64, 64), "ncdhw", 4, "torch"),  # PyTorch's is as fast
     ((2, 48, 8, 64, 64), "channels_last_3d", 3, "cpu"),
     ((2, 48, 8, 64, 64), "channels_last_3d", 16, "cpu"),  # 48 // 16 = 3 channels a group
+    ((2, 48, 4, 16, 16), "channels_last_3d", 3, "torch"),  # under a million elements
     ((2, 60, 8, 64, 64), "channels_last_3d", 6, "torch"),  # 6 groups of 10: a plain loop
     ((2, 48, 2, 8, 8), "channels_last_3d", 3, "torch"),  # too small
 ])

@@ -125,20 +125,20 @@ def cpu_native_is_faster(op: str, tensors, depthwise: bool = True, groups: int =
     with vectors (:func:`_shuffle_transposes`), its channel shuffle is about as fast as PyTorch's
     with 4 groups (0.88-1.02x, geometric means over the benchmark's shapes) and 2-4x faster with 2
     or 3 (8x240x4x14x14). Its cat + shuffle is 4-7x faster there, and already repays the call from
-    16,384 elements (two halves, 2 groups: 1.25x on 1x64x4x8x8, 2.0x on 2x96x4x8x8, 0.84x on
-    1x32x2x4x4). With group counts whose transpose is a plain loop, vid3d's channel shuffle was
-    2.3-4.2x PyTorch's with 5 or 6 groups of 240 channels but 0.67-0.84x with 10 or 24, so those
-    are left to PyTorch.
+    16,384 elements (forward, two halves, 2 groups: 1.25x on 1x64x4x8x8, 2.0x on 2x96x4x8x8, 0.84x
+    on 1x32x2x4x4). With group counts whose transpose is a plain loop, vid3d's channel shuffle was
+    at least 2.3x PyTorch's with 5 or 6 groups of 240 channels but 0.67-0.84x with 10 or 24: the
+    group count alone does not say which wins, so those are left to PyTorch.
     """
     first = tensors[0]
     if op in ("channel_shuffle3d", "cat_shuffle3d"):
         elements = sum(t.numel() for t in tensors)
-        transposes = _shuffle_transposes(tensors, groups)
         concatenates = op == "cat_shuffle3d" and len(tensors) > 1
-        if concatenates and transposes:
-            return elements >= 1 << 14
-        if elements < 1 << 20:
+        if elements < (1 << 14 if concatenates else 1 << 20):
             return False
+        transposes = _shuffle_transposes(tensors, groups)
+        if elements < 1 << 20:
+            return concatenates and transposes
         return transposes or (concatenates and _planar(first))
     if not depthwise:
         return False
@@ -159,9 +159,9 @@ def _shuffle_transposes(tensors, groups: int) -> bool:
     csrc/cpu/channel_shuffle3d.cpp): channels unit-strided in every tensor and in the output (which
     takes the first tensor's layout), each group of channels inside one tensor, and groups (or, for
     one tensor, channels // groups) one of 1, 2, 3, 4, 8."""
-    per_group = sum(t.shape[1] for t in tensors) // groups
     if memory_format_of(tensors[0]) != torch.channels_last_3d:
         return False
+    per_group = sum(t.shape[1] for t in tensors) // groups
     if any(t.shape[1] != 1 and t.stride(1) != 1 or t.shape[1] % per_group for t in tensors):
         return False
     vectorized = (1, 2, 3, 4, 8)
