@@ -496,21 +496,22 @@ def test_backend_setting_and_threads():
         vid3d.set_backend("auto")
 
 
+@pytest.fixture
+def kernel_calls(monkeypatch) -> list:
+    """The backends whose kernels the ops look up during the test, in order (empty: PyTorch ran)."""
+    calls = []
+    real = vid3d.ops._kernels.kernels
+    monkeypatch.setattr(vid3d.ops._custom_ops, "kernels", lambda name: calls.append(name) or real(name))
+    return calls
+
+
 @pytest.mark.parametrize(
     "layout,plane,requires_grad,expected",
     [("ncdhw", 10, False, "cpu"), ("ncdhw", 10, True, "cpu"), ("ncdhw", 4, False, "cpu-with-avx2"),
      ("channels_last_3d", 10, False, "cpu"), ("channels_last_3d", 4, False, "torch"),
      ("channels_last_3d", 4, True, "cpu"), ("long-ncdhw", 4, False, "torch"), ("float64-ncdhw", 4, False, "torch")],
 )
-def test_auto_follows_the_measured_cpu_table(monkeypatch, layout, plane, requires_grad, expected):
-    calls = []
-    real = vid3d.ops._kernels.kernels
-
-    def spy(name):
-        calls.append(name)
-        return real(name)
-
-    monkeypatch.setattr(vid3d.ops._custom_ops, "kernels", spy)
+def test_auto_follows_the_measured_cpu_table(kernel_calls, layout, plane, requires_grad, expected):
     # Small planes in NCDHW: vid3d's transposed forward takes float32 volumes of up to 512 positions.
     depth = 40 if layout == "long-ncdhw" else 3
     dtype = torch.float64 if layout == "float64-ncdhw" else torch.float32
@@ -521,7 +522,7 @@ def test_auto_follows_the_measured_cpu_table(monkeypatch, layout, plane, require
     with vid3d.backend("auto"):
         ops.depthwise_conv3d(x, w, None, 1, 1)
         ops.channel_shuffle3d(x, 2)  # too small to repay the call: auto leaves it to PyTorch
-    assert calls == ([] if expected == "torch" else ["cpu"])
+    assert kernel_calls == ([] if expected == "torch" else ["cpu"])
 
 
 @pytest.mark.parametrize("shape,layout,groups,parts,expected", [
@@ -534,28 +535,22 @@ def test_auto_follows_the_measured_cpu_table(monkeypatch, layout, plane, require
     ((2, 48, 4, 16, 16), "channels_last_3d", 2, 1, "torch"),  # one tensor: a channel shuffle
     ((2, 8, 8, 64, 64), "mixed", 2, 2, "torch"),
 ])
-def test_auto_cat_shuffle_table(monkeypatch, shape, layout, groups, parts, expected):
-    calls = []
-    real = vid3d.ops._kernels.kernels
-    monkeypatch.setattr(vid3d.ops._custom_ops, "kernels", lambda name: calls.append(name) or real(name))
+def test_auto_cat_shuffle_table(kernel_calls, shape, layout, groups, parts, expected):
     layouts = ("channels_last_3d", "ncdhw") if layout == "mixed" else (layout,) * parts
     tensors = [make_layout(torch.randn(shape), part_layout) for part_layout in layouts]
     with vid3d.backend("auto"):
         ops.cat_shuffle3d(tensors, groups)
-    assert calls == ([] if expected == "torch" else ["cpu"])
+    assert kernel_calls == ([] if expected == "torch" else ["cpu"])
 
 
-def test_auto_cat_shuffle_follows_the_output_layout(monkeypatch):
+def test_auto_cat_shuffle_follows_the_output_layout(kernel_calls):
     """The output takes the first tensor's layout: after a one-channel first part (NCDHW, as a
     contiguous one-channel tensor is) it is NCDHW, which vid3d fills channel by channel, so "auto"
     leaves the cat + shuffle to PyTorch even though every part's channels are unit-strided."""
-    calls = []
-    real = vid3d.ops._kernels.kernels
-    monkeypatch.setattr(vid3d.ops._custom_ops, "kernels", lambda name: calls.append(name) or real(name))
     parts = [torch.randn(2, 1, 16, 64, 64), make_layout(torch.randn(2, 7, 16, 64, 64), "channels_last_3d")]
     with vid3d.backend("auto"):
         y = ops.cat_shuffle3d(parts, 8)
-    assert calls == [] and torch.equal(y, F.channel_shuffle(torch.cat(parts, 1), 8))
+    assert kernel_calls == [] and torch.equal(y, F.channel_shuffle(torch.cat(parts, 1), 8))
 
 
 @pytest.mark.parametrize("shape,layout,groups,expected", [
@@ -566,13 +561,10 @@ def test_auto_cat_shuffle_follows_the_output_layout(monkeypatch):
     ((2, 60, 8, 64, 64), "channels_last_3d", 6, "torch"),  # 6 groups of 10: a plain loop
     ((2, 48, 2, 8, 8), "channels_last_3d", 3, "torch"),  # too small
 ])
-def test_auto_channel_shuffle_table(monkeypatch, shape, layout, groups, expected):
-    calls = []
-    real = vid3d.ops._kernels.kernels
-    monkeypatch.setattr(vid3d.ops._custom_ops, "kernels", lambda name: calls.append(name) or real(name))
+def test_auto_channel_shuffle_table(kernel_calls, shape, layout, groups, expected):
     with vid3d.backend("auto"):
         ops.channel_shuffle3d(make_layout(torch.randn(shape), layout), groups)
-    assert calls == ([] if expected == "torch" else ["cpu"])
+    assert kernel_calls == ([] if expected == "torch" else ["cpu"])
 
 
 def test_cli_info(capsys):
