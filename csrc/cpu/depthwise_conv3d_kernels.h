@@ -153,12 +153,22 @@ inline vec_t<acc_t> splat(acc_t x) {
   return x - vec_t<acc_t>{};
 }
 
-// The first vector-aligned element at or after p (the buffer needs kLanes elements of slack).
-template <typename acc_t>
-inline acc_t* aligned_to_vector(acc_t* p) {
-  constexpr uintptr_t bytes = VID3D_VECTOR_BYTES;
-  return reinterpret_cast<acc_t*>((reinterpret_cast<uintptr_t>(p) + bytes - 1) / bytes * bytes);
-}
+// `size` zeroed elements, the first one vector-aligned: vector loads and stores that straddle
+// cache lines cost extra (the 8x960x2x4x4 forward took 4-7% longer from malloc's 16-byte alignment).
+template <typename T>
+class AlignedBuffer {
+ public:
+  explicit AlignedBuffer(int64_t size) : storage_(size + VID3D_VECTOR_BYTES / sizeof(T), T(0)) {}
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  T* data() {
+    constexpr uintptr_t bytes = VID3D_VECTOR_BYTES;
+    return reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(storage_.data()) + bytes - 1) / bytes * bytes);
+  }
+
+ private:
+  std::vector<T> storage_;
+};
 
 // A cache-bypassing (streaming) store of v to a vector-aligned y: a large output then skips the
 // read of each line before it is overwritten. Plain stores off x86.
@@ -961,11 +971,11 @@ inline void plane4x4_rows(const float* __restrict x, const float* __restrict w, 
 
 // Float NCDHW input and output whose (n, c) volumes are contiguous and consecutive along C, or
 // channels-last ones (unit channel strides: a block's channels are gathered per position, not
-// transposed); weight laid out [C][taps], transposed per block of channels once per call. The input
-// block is transposed into planes zero-padded as far as the taps reach, so every tap of every
-// output position reads a vector: each output plane is taken kPositionBlock positions at a time,
-// their sums in registers (independent FMA chains), with a table of the padded input position each
-// spatial tap of each output position reads.
+// transposed); weight laid out [C][taps], transposed per block of channels by the thread that takes
+// the block. The input block is transposed into planes zero-padded as far as the taps reach, so
+// every tap of every output position reads a vector: each output plane is taken kPositionBlock
+// positions at a time, their sums in registers (independent FMA chains), with a table of the padded
+// input position each spatial tap of each output position reads.
 void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, const float* weight,
                            const float* bias, float* output) {
   constexpr int64_t kPositionBlock = 8;
@@ -990,15 +1000,9 @@ void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, c
   for (int64_t s = 0; s < spatial_taps; ++s)
     tap_offset[s] = (taps.shift[1][s / KW] * Wp + taps.shift[2][s % KW]) * kVolumeBlock;
   std::vector<int32_t> padded_position(V), tap_position(ntaps);
-  std::vector<float> w_lanes(blocks * ntaps * kVolumeBlock);  // the weight per block of channels, [tap][channel]
   for (int64_t v = 0; v < V; ++v)
     padded_position[v] = static_cast<int32_t>((v / (H * W) * Hp + top + v / W % H) * Wp + left + v % W);
   for (int64_t k = 0; k < ntaps; ++k) tap_position[k] = static_cast<int32_t>(k);
-  for (int64_t block = 0; block < blocks; ++block) {
-    const int64_t c0 = block * kVolumeBlock;
-    rows_to_lanes(weight + c0 * ntaps, ntaps, std::min(kVolumeBlock, C - c0), ntaps,
-                  w_lanes.data() + block * ntaps * kVolumeBlock, tap_position.data());
-  }
   const int64_t* xs = p.input_strides;
   const int64_t* ys = p.output_strides;
   const bool gather = xs[1] == 1, scatter = ys[1] == 1;
@@ -1015,13 +1019,25 @@ void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, c
     y_offset[v] = v / plane * ys[2] + v / Wo % Ho * ys[3] + v % Wo * ys[4];
   parallel_items(p.batch * blocks, grain_for(Vo * kVolumeBlock * ntaps), [&](WorkQueue& tasks) {
     // The padding stays zero: the transposes write only the inside of the planes.
-    std::vector<float> x_lanes(T * Hp * Wp * kVolumeBlock, 0.0f), y_lanes(Vo * kVolumeBlock);
+    AlignedBuffer<float> x_buffer(T * Hp * Wp * kVolumeBlock), y_buffer(Vo * kVolumeBlock);
+    float* const x_lanes = x_buffer.data();
+    float* const y_lanes = y_buffer.data();
+    // The weight of the block in hand, [tap][channel]: the tasks run block by block, each block's
+    // for every n in turn, so a thread transposes a block's weight about once.
+    AlignedBuffer<float> w_buffer(ntaps * kVolumeBlock);
+    float* const w_lanes = w_buffer.data();
+    int64_t w_block = -1;
     for (int64_t task; tasks.next(task);) {
-      const int64_t n = task / blocks, c0 = (task % blocks) * kVolumeBlock, rows = std::min(kVolumeBlock, C - c0);
+      const int64_t block = task / p.batch, n = task % p.batch;
+      const int64_t c0 = block * kVolumeBlock, rows = std::min(kVolumeBlock, C - c0);
+      if (block != w_block) {
+        rows_to_lanes(weight + c0 * ntaps, ntaps, rows, ntaps, w_lanes, tap_position.data());
+        w_block = block;
+      }
       if (gather) {
-        positions_to_lanes(input + n * xs[0] + c0, x_offset.data(), V, rows, x_lanes.data(), padded_position.data());
+        positions_to_lanes(input + n * xs[0] + c0, x_offset.data(), V, rows, x_lanes, padded_position.data());
       } else {
-        rows_to_lanes(input + n * xs[0] + c0 * xs[1], xs[1], rows, V, x_lanes.data(), padded_position.data());
+        rows_to_lanes(input + n * xs[0] + c0 * xs[1], xs[1], rows, V, x_lanes, padded_position.data());
       }
       const __m256 init = bias ? channel_lanes(bias, c0, C) : _mm256_setzero_ps();
       for (int64_t to = 0; to < p.out_size[0]; ++to) {
@@ -1036,8 +1052,8 @@ void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, c
           for (int64_t kd = 0; kd < p.kernel[0]; ++kd) {
             const int64_t ti = to * p.stride[0] + taps.shift[0][kd];
             if (ti < 0 || ti >= T) continue;
-            const float* x = x_lanes.data() + ti * Hp * Wp * kVolumeBlock;
-            const float* w = w_lanes.data() + ((task % blocks) * ntaps + kd * spatial_taps) * kVolumeBlock;
+            const float* x = x_lanes + ti * Hp * Wp * kVolumeBlock;
+            const float* w = w_lanes + kd * spatial_taps * kVolumeBlock;
             if (planes_4x4) {
               if (q0 == 0) {
                 plane4x4_rows<0>(x, w, acc);
@@ -1054,16 +1070,16 @@ void forward_small_volumes(const DepthwiseConv3dParams& p, const float* input, c
                 acc[j] = _mm256_fmadd_ps(ws, _mm256_loadu_ps(x_tap + at[j]), acc[j]);
             }
           }
-          float* y = y_lanes.data() + (to * plane + q0) * kVolumeBlock;
+          float* y = y_lanes + (to * plane + q0) * kVolumeBlock;
 #pragma GCC unroll 8
           for (int64_t j = 0; j < kPositionBlock; ++j)
             if (j < plane - q0) _mm256_storeu_ps(y + j * kVolumeBlock, acc[j]);
         }
       }
       if (scatter) {
-        lanes_to_positions(y_lanes.data(), Vo, output + n * ys[0] + c0, y_offset.data(), rows);
+        lanes_to_positions(y_lanes, Vo, output + n * ys[0] + c0, y_offset.data(), rows);
       } else {
-        lanes_to_rows(y_lanes.data(), Vo, output + n * ys[0] + c0 * ys[1], ys[1], rows);
+        lanes_to_rows(y_lanes, Vo, output + n * ys[0] + c0 * ys[1], ys[1], rows);
       }
     }
   });
@@ -1559,8 +1575,8 @@ void forward_channel_blocks(const DepthwiseConv3dParams& p, const scalar_t* inpu
 
   parallel_items(p.batch * runs * bands, 1, [&](WorkQueue& tasks) {
     // The ring: KT planes, each tagged with the input plane it holds.
-    std::vector<acc_t> ring_storage(KT * plane + L, acc_t(0));
-    acc_t* ring = aligned_to_vector(ring_storage.data());
+    AlignedBuffer<acc_t> ring_buffer(KT * plane);
+    acc_t* const ring = ring_buffer.data();
     std::vector<int64_t> held(KT), slot_of(KT), tap_off(ntaps), row_off(KT * KH);
     std::vector<char> wanted(KT);
     for (int64_t task; tasks.next(task);) {
