@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from vid3d.benchmark import models, report
+from vid3d.benchmark import models, report, timing
 
 
 def _row(model, mode, impl, clips, kwargs=None, dtype="float32"):
@@ -125,3 +125,24 @@ def test_tiny_op_benchmark_end_to_end():
     summary = ops.summarize(rows)
     assert summary["depthwise_conv3d fwd/ncdhw"] > 0
     assert "(vid3d-cpu)" in ops.format_table(rows)
+
+
+def test_measure_alternating_takes_turns_in_stretches():
+    """Each callable's runs come in stretches that alternate with the others', every stretch after the
+    first opening with one warm-up call; run indices count every call, warm-ups included."""
+    calls = []
+    runs = {name: (lambda i, name=name: calls.append((name, i))) for name in ("a", "b")}
+    timings = timing.measure_alternating(runs, torch.device("cpu"), rounds=3, min_runs=6, budget_s=0.0, warmup=2)
+    assert set(timings) == {"a", "b"}
+    assert all(t.p20_ms <= t.median_ms <= t.p80_ms for t in timings.values())
+    # Per round and callable: the warm-ups (2, then 1), then min_runs / rounds = 2 timed runs.
+    stretches = [("a", 4), ("b", 4), ("a", 3), ("b", 3), ("a", 3), ("b", 3)]
+    assert [name for name, _ in calls] == [name for name, length in stretches for _ in range(length)]
+    for name in ("a", "b"):
+        assert [i for n, i in calls if n == name] == list(range(10))
+
+
+def test_measure_alone_is_one_stretch():
+    calls = []
+    timing.measure(calls.append, torch.device("cpu"), min_runs=5, max_runs=5, budget_s=10.0, warmup=2)
+    assert calls == list(range(7))

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import vid3d
 from vid3d.ops._kernels import unavailable_reason
 
-from .timing import geomean, measure
+from .timing import geomean, measure, measure_alternating
 
 # The foundation issue's CPU suite: 3x3x3 kernel, padding 1, float32.
 CPU_SHAPES = ((4, 64, 16, 28, 28), (8, 240, 4, 14, 14), (8, 960, 2, 4, 4), (4, 32, 16, 56, 56))
@@ -92,30 +92,41 @@ def bench_depthwise(shape, layout: str, dtype: torch.dtype, device: torch.device
     rows = [_row("clone", "fwd", shape, dtype, layout, "torch-clone", clone, 2 * act_bytes, copy_gbps, 0.0)]
 
     bytes_moved = {"fwd": 2 * act_bytes, "bwd": 3 * act_bytes, "fwdbwd": 5 * act_bytes}
-    for impl in _impls(device):
+    impls = _impls(device)
+    errors = {}
+    runs = {direction: {} for direction in DIRECTIONS}  # direction -> impl name -> run(i)
+    for impl in impls:
         with torch.no_grad():
-            err = _rel_err(impl.conv(xs[0], w), reference)
-        leaves = [x.detach().requires_grad_() for x in xs]
-        w_leaf = w.detach().requires_grad_()
-
-        def fwd(i):
-            with torch.no_grad():
-                impl.conv(xs[i % ROTATE], w)
-
-        outputs = [impl.conv(x, w_leaf) for x in leaves]
-
-        def bwd(i):
-            torch.autograd.grad(outputs[i % ROTATE], (leaves[i % ROTATE], w_leaf), grad, retain_graph=True)
-
-        def fwdbwd(i):
-            x = leaves[i % ROTATE]
-            torch.autograd.grad(impl.conv(x, w_leaf), (x, w_leaf), grad)
-
-        for direction, run in zip(DIRECTIONS, (fwd, bwd, fwdbwd)):
-            timing = measure(run, device, budget_s=budget_s)
-            rows.append(_row("depthwise_conv3d", direction, shape, dtype, layout, impl.name, timing,
-                             bytes_moved[direction], copy_gbps, err))
+            errors[impl.name] = _rel_err(impl.conv(xs[0], w), reference)
+        for direction, run in zip(DIRECTIONS, _depthwise_runs(impl, xs, w, grad)):
+            runs[direction][impl.name] = run
+    for direction in DIRECTIONS:
+        timings = measure_alternating(runs[direction], device, budget_s=budget_s)
+        rows += [_row("depthwise_conv3d", direction, shape, dtype, layout, impl.name, timings[impl.name],
+                      bytes_moved[direction], copy_gbps, errors[impl.name]) for impl in impls]
     return rows
+
+
+def _depthwise_runs(impl: Impl, xs: list[torch.Tensor], w: torch.Tensor, grad: torch.Tensor) -> tuple:
+    """run(i) of each direction (DIRECTIONS' order) for one implementation; the backward differentiates
+    graphs built here, one per input copy."""
+    leaves = [x.detach().requires_grad_() for x in xs]
+    w_leaf = w.detach().requires_grad_()
+
+    def fwd(i):
+        with torch.no_grad():
+            impl.conv(xs[i % ROTATE], w)
+
+    outputs = [impl.conv(x, w_leaf) for x in leaves]
+
+    def bwd(i):
+        torch.autograd.grad(outputs[i % ROTATE], (leaves[i % ROTATE], w_leaf), grad, retain_graph=True)
+
+    def fwdbwd(i):
+        x = leaves[i % ROTATE]
+        torch.autograd.grad(impl.conv(x, w_leaf), (x, w_leaf), grad)
+
+    return fwd, bwd, fwdbwd
 
 
 def bench_shuffles(shape, layout: str, dtype: torch.dtype, device: torch.device, budget_s: float,
@@ -136,15 +147,24 @@ def bench_shuffles(shape, layout: str, dtype: torch.dtype, device: torch.device,
     }
     rows = []
     for op, (reference, ours) in cases.items():
-        impls = [("torch-eager", "torch", reference)] + [(f"vid3d-{b}", b, ours) for b in vid3d_backends(device)]
+        runs = {"torch-eager": reference} | {f"vid3d-{b}": _on_backend(b, ours) for b in vid3d_backends(device)}
         with torch.no_grad():
-            expected = reference(0)
-            for name, backend, run in impls:
-                with vid3d.backend(backend):
-                    err = _rel_err(run(0), expected.double())
-                    timing = measure(run, device, budget_s=budget_s)
-                rows.append(_row(op, "fwd", shape, dtype, layout, name, timing, 2 * act_bytes, copy_gbps, err))
+            expected = reference(0).double()
+            errors = {name: _rel_err(run(0), expected) for name, run in runs.items()}
+            timings = measure_alternating(runs, device, budget_s=budget_s)
+        rows += [_row(op, "fwd", shape, dtype, layout, name, timings[name], 2 * act_bytes, copy_gbps, errors[name])
+                 for name in runs]
     return rows
+
+
+def _on_backend(backend: str, run: Callable[[int], object]) -> Callable[[int], object]:
+    """run(i) with vid3d's ops on ``backend``."""
+
+    def on_backend(i):
+        with vid3d.backend(backend):
+            return run(i)
+
+    return on_backend
 
 
 def run_suite(device: torch.device, shapes: Iterable | None = None, dtype: torch.dtype = torch.float32,

@@ -1,7 +1,9 @@
-"""Timing of one callable on CPU or GPU: warm-up, then the median of many runs.
+"""Timing of callables on CPU or GPU: warm-up, then the median of many runs.
 
 On CUDA each run is bracketed by CUDA events; on the CPU by ``time.perf_counter``. Callers
 rotate several input copies (``run(i)`` gets the run index) so caches do not hold them.
+Implementations compared with each other are timed together (:func:`measure_alternating`), in
+stretches that take turns, so a slow spell of the machine falls on all of them alike.
 """
 
 from __future__ import annotations
@@ -29,26 +31,54 @@ def _quantile(sorted_ms: list[float], q: float) -> float:
 def measure(run: Callable[[int], object], device: torch.device, *, min_runs: int = 5,
             max_runs: int = 200, budget_s: float = 0.5, warmup: int = 2) -> Timing:
     """Times ``run(i)``: ``warmup`` calls, then runs until ``budget_s`` or ``max_runs`` (at least ``min_runs``)."""
-    for i in range(warmup):
-        run(i)
+    return measure_alternating({"": run}, device, rounds=1, min_runs=min_runs, max_runs=max_runs,
+                               budget_s=budget_s, warmup=warmup)[""]
+
+
+def measure_alternating(runs: dict[str, Callable[[int], object]], device: torch.device, *, rounds: int = 4,
+                        min_runs: int = 5, max_runs: int = 200, budget_s: float = 0.5,
+                        warmup: int = 2) -> dict[str, Timing]:
+    """Times each of ``runs`` as :func:`measure` does, in ``rounds`` stretches per callable that take
+    turns (A B A B ...), each with a share of ``budget_s``, ``min_runs`` and ``max_runs``.
+
+    Each callable runs alone within a stretch, so it does not meet the buffers the others freed
+    call by call; a stretch starts with ``warmup`` calls (the first) or one (the later ones, after
+    the other callables' stretches). Spreading every callable over the same span of time makes
+    their ratio robust to the machine slowing down for seconds at a time, which on a shared
+    virtual machine would otherwise fall on one side of the comparison only.
+    """
     cuda = device.type == "cuda"
-    times_ms = []
-    start_all = time.perf_counter()
-    while len(times_ms) < max_runs and (len(times_ms) < min_runs or time.perf_counter() - start_all < budget_s):
-        i = len(times_ms) + warmup
-        if cuda:
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            begin.record()
-            run(i)
-            end.record()
-            end.synchronize()
-            times_ms.append(begin.elapsed_time(end))
-        else:
-            begin_s = time.perf_counter()
-            run(i)
-            times_ms.append((time.perf_counter() - begin_s) * 1e3)
-    times_ms.sort()
-    return Timing(statistics.median(times_ms), _quantile(times_ms, 0.2), _quantile(times_ms, 0.8))
+    times_ms = {name: [] for name in runs}
+    calls = dict.fromkeys(runs, 0)  # run indices handed out so far, warm-ups included
+    for round_index in range(rounds):
+        # The runs each callable must have by the end of this round.
+        least = math.ceil(min_runs * (round_index + 1) / rounds)
+        most = math.ceil(max_runs * (round_index + 1) / rounds)
+        for name, run in runs.items():
+            for _ in range(warmup if round_index == 0 else min(warmup, 1)):
+                run(calls[name])
+                calls[name] += 1
+            taken = times_ms[name]
+            start = time.perf_counter()
+            while len(taken) < most and (len(taken) < least or time.perf_counter() - start < budget_s / rounds):
+                i = calls[name]
+                calls[name] += 1
+                if cuda:
+                    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    begin.record()
+                    run(i)
+                    end.record()
+                    end.synchronize()
+                    taken.append(begin.elapsed_time(end))
+                else:
+                    begin_s = time.perf_counter()
+                    run(i)
+                    taken.append((time.perf_counter() - begin_s) * 1e3)
+    timings = {}
+    for name, taken in times_ms.items():
+        taken.sort()
+        timings[name] = Timing(statistics.median(taken), _quantile(taken, 0.2), _quantile(taken, 0.8))
+    return timings
 
 
 def geomean(values: list[float]) -> float:
