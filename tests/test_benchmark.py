@@ -4,6 +4,10 @@ README results section, charts, and one tiny model benchmark end to end."""
 from __future__ import annotations
 
 import json
+import platform
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -146,3 +150,30 @@ def test_measure_alone_is_one_stretch():
     calls = []
     timing.measure(calls.append, torch.device("cpu"), min_runs=5, max_runs=5, budget_s=10.0, warmup=2)
     assert calls == list(range(7))
+
+
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="sets glibc's malloc thresholds")
+def test_keep_host_memory_serves_large_blocks_from_the_heap():
+    """With glibc's defaults a fresh process maps a 20 MiB block on its own (and unmaps it on free);
+    after keep_host_memory it comes from the heap, below the program break. In child processes, as
+    the setting lasts for the process."""
+    script = textwrap.dedent("""
+        import ctypes, sys
+        from vid3d.benchmark.environment import keep_host_memory
+
+        if sys.argv[1] == "keep":
+            print(keep_host_memory())
+        libc = ctypes.CDLL(None)
+        libc.malloc.restype = libc.sbrk.restype = ctypes.c_void_p
+        libc.sbrk.argtypes = [ctypes.c_long]
+        block = libc.malloc(20 << 20)
+        print("heap" if block < libc.sbrk(0) else "mapped")
+    """)
+    lines = {}
+    for mode in ("keep", "default"):
+        result = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, check=True)
+        lines[mode] = result.stdout.split("\n")[:-1]
+    assert lines["keep"] == ["glibc malloc: mmap threshold 32 MiB, trim threshold 1 GiB", "heap"], lines
+    assert lines["default"] == ["mapped"], lines

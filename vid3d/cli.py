@@ -45,12 +45,12 @@ def _bench_ops(args, device) -> tuple[list[dict], dict]:
 
 
 def _bench(args) -> int:
-    from .benchmark.environment import environment
+    from .benchmark.environment import environment, keep_host_memory
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
-    env = environment(device)
+    env = {**environment(device), "host_allocator": keep_host_memory()}
     print(f"vid3d bench {args.suite} on {env['device']} (torch {env['torch']}, vid3d cpu kernels: {env['cpu_isa']})")
     op_rows, model_rows, summary = [], [], {}
     if args.suite in ("models", "all"):

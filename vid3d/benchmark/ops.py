@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import vid3d
 from vid3d.ops._kernels import unavailable_reason
 
-from .timing import geomean, measure, measure_alternating, settle_host_allocator
+from .timing import geomean, measure, measure_alternating
 
 # The foundation issue's CPU suite: 3x3x3 kernel, padding 1, float32.
 CPU_SHAPES = ((4, 64, 16, 28, 28), (8, 240, 4, 14, 14), (8, 960, 2, 4, 4), (4, 32, 16, 56, 56))
@@ -173,7 +173,6 @@ def run_suite(device: torch.device, shapes: Iterable | None = None, dtype: torch
     from tqdm import tqdm
 
     shapes = default_shapes(device) if shapes is None else shapes
-    settle_host_allocator()
 
     cases = [(shape, layout) for shape in shapes for layout in LAYOUTS]
     rows = []

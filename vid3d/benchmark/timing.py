@@ -81,23 +81,6 @@ def measure_alternating(runs: dict[str, Callable[[int], object]], device: torch.
     return timings
 
 
-def settle_host_allocator() -> None:
-    """Allocates and frees a 31 MiB host buffer, so that PyTorch's large temporaries stop being
-    page-faulted in afresh on every call.
-
-    glibc's malloc maps blocks above a threshold with their own mmap, and hands the top of its heap
-    back to the system once more than twice the threshold lies free there; freeing a mapped block
-    raises the threshold to that block's size, up to 32 MiB. Until a process has freed a block that
-    large, a call whose temporaries add up to more than twice the threshold gets fresh pages every
-    time: PyTorch's NCDHW depthwise forward of 4x64x16x28x28 took 30-41 ms in fresh processes, with
-    about 12,000 minor faults a call, and 12-13 ms with none after this. A process that has freed a
-    large tensor (a training loop, or ``vid3d bench all`` after its models) is past this; the op
-    suite starts there too.
-    """
-    buffer = torch.empty(31 << 20, dtype=torch.uint8)
-    del buffer
-
-
 def geomean(values: list[float]) -> float:
     """The geometric mean (nan for no values): how speedups over a suite are summarized."""
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
