@@ -3,7 +3,10 @@ README results section, charts, and one tiny model benchmark end to end."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -131,19 +134,47 @@ def test_tiny_op_benchmark_end_to_end():
     assert "(vid3d-cpu)" in ops.format_table(rows)
 
 
-def test_measure_alternating_takes_turns_in_stretches():
-    """Each callable's runs come in stretches that alternate with the others', every stretch after the
-    first opening with one warm-up call; run indices count every call, warm-ups included."""
-    calls = []
-    runs = {name: (lambda i, name=name: calls.append((name, i))) for name in ("a", "b")}
-    timings = timing.measure_alternating(runs, torch.device("cpu"), rounds=3, min_runs=6, budget_s=0.0, warmup=2)
-    assert set(timings) == {"a", "b"}
+def _stretches(names=("a", "b"), **kwargs) -> list[tuple[str, list[int]]]:
+    """Times callables that do nothing; returns the stretches in order as (name, run indices), each
+    stretch marked by its callable's context being entered."""
+    stretches = []
+
+    @contextlib.contextmanager
+    def stretch(name):
+        stretches.append((name, []))
+        yield
+
+    runs = dict.fromkeys(names, lambda i: stretches[-1][1].append(i))
+    contexts = {name: functools.partial(stretch, name) for name in names}
+    timings = timing.measure_alternating(runs, torch.device("cpu"), contexts=contexts, **kwargs)
+    assert set(timings) == set(names)
     assert all(t.p20_ms <= t.median_ms <= t.p80_ms for t in timings.values())
+    return stretches
+
+
+def test_measure_alternating_takes_turns_in_stretches():
+    """Each callable's runs come in stretches that alternate with the others', in reversed order every
+    other round, each in its context; every stretch after the first opens with one warm-up call, and
+    run indices count every call, warm-ups included."""
+    stretches = _stretches(rounds=3, min_runs=6, budget_s=0.0, warmup=2)
     # Per round and callable: the warm-ups (2, then 1), then min_runs / rounds = 2 timed runs.
-    stretches = [("a", 4), ("b", 4), ("a", 3), ("b", 3), ("a", 3), ("b", 3)]
-    assert [name for name, _ in calls] == [name for name, length in stretches for _ in range(length)]
-    for name in ("a", "b"):
-        assert [i for n, i in calls if n == name] == list(range(10))
+    assert stretches == [("a", [0, 1, 2, 3]), ("b", [0, 1, 2, 3]), ("b", [4, 5, 6]), ("a", [4, 5, 6]),
+                         ("a", [7, 8, 9]), ("b", [7, 8, 9])]
+
+
+def test_measure_alternating_shares_the_run_counts_rounding_up():
+    """Round k ends with at least ceil(min_runs * k / rounds) runs in all and at most
+    ceil(max_runs * k / rounds); a callable that already has its share skips the stretch."""
+    # min_runs 5 over 4 rounds: 2, 1, 1, 1 timed runs (5 in all), each stretch after 1 warm-up.
+    assert [len(calls) for _, calls in _stretches(("a",), rounds=4, min_runs=5, budget_s=0.0, warmup=1)] == [3, 2, 2, 2]
+    # max_runs 6 over 3 rounds with time to spare: 2 a stretch.
+    stretches = _stretches(rounds=3, min_runs=1, max_runs=6, budget_s=60.0, warmup=0)
+    assert [(name, len(calls)) for name, calls in stretches] == [("a", 2), ("b", 2), ("b", 2), ("a", 2), ("a", 2), ("b", 2)]
+    # max_runs 2 over 4 rounds: caps of 1, 1, 2, 2 runs, so rounds 2 and 4 are skipped.
+    stretches = _stretches(rounds=4, min_runs=1, max_runs=2, budget_s=60.0, warmup=0)
+    assert stretches == [("a", [0]), ("b", [0]), ("a", [1]), ("b", [1])]
+    with pytest.raises(ValueError, match="rounds must be at least 1"):
+        _stretches(rounds=0)
 
 
 def test_measure_alone_is_one_stretch():
@@ -152,18 +183,17 @@ def test_measure_alone_is_one_stretch():
     assert calls == list(range(7))
 
 
-
-
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="sets glibc's malloc thresholds")
 def test_keep_host_memory_serves_large_blocks_from_the_heap():
     """With glibc's defaults a fresh process maps a 20 MiB block on its own (and unmaps it on free);
     after keep_host_memory it comes from the heap, below the program break. In child processes, as
-    the setting lasts for the process."""
+    the setting lasts for the process, with no MALLOC_* variables that would set it beforehand."""
     script = textwrap.dedent("""
         import ctypes, sys
-        from vid3d.benchmark.environment import keep_host_memory
 
         if sys.argv[1] == "keep":
+            from vid3d.benchmark.environment import keep_host_memory
+
             print(keep_host_memory())
         libc = ctypes.CDLL(None)
         libc.malloc.restype = libc.sbrk.restype = ctypes.c_void_p
@@ -171,9 +201,11 @@ def test_keep_host_memory_serves_large_blocks_from_the_heap():
         block = libc.malloc(20 << 20)
         print("heap" if block < libc.sbrk(0) else "mapped")
     """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     lines = {}
     for mode in ("keep", "default"):
-        result = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, check=True)
+        result = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, check=True,
+                                env=env)
         lines[mode] = result.stdout.split("\n")[:-1]
     assert lines["keep"] == ["glibc malloc: mmap threshold 32 MiB, trim threshold 1 GiB", "heap"], lines
     assert lines["default"] == ["mapped"], lines

@@ -44,26 +44,33 @@ def _cpu_isa() -> str | None:
     return torch.ops.vid3d_native.cpu_isa() if _C is not None else None
 
 
-def keep_host_memory() -> str | None:
-    """Makes glibc's malloc keep freed host memory for reuse (for this process); returns what it set,
-    or None where the C library is not glibc.
+# glibc malloc settings keep_host_memory makes: (mallopt parameter of <malloc.h>, name, bytes)
+_KEPT_MEMORY_SETTINGS = ((-3, "mmap threshold", 32 << 20), (-1, "trim threshold", 1 << 30))
 
-    By default glibc maps each block above a threshold with its own mmap and unmaps it on free, and
-    hands the top of its heap back to the system once more than twice the threshold lies free there
-    (the threshold follows the largest mapped block freed so far, up to 32 MiB). A call whose
-    temporaries exceed that then page-faults fresh memory in every time it runs: in fresh processes
-    PyTorch's NCDHW depthwise forward took 26-41 ms on 4x64x16x28x28 (7,400-12,500 minor faults a
-    call) and 49-74 ms on 4x32x16x56x56 (17,800-23,500), against 15 and 17-25 ms once this had run.
-    How much of that a timing caught depended on what the process had allocated before, so the
-    benchmarks fix the thresholds (mmap 32 MiB, trim 1 GiB) before timing either side.
+
+def keep_host_memory() -> str | None:
+    """Makes glibc's malloc keep freed host memory for reuse (for this process); returns the
+    settings it made, or None where the C library is not glibc or refused them.
+
+    By default glibc maps each block above an mmap threshold with its own mmap and unmaps it on free,
+    and hands the top of its heap back to the system once more than a trim threshold lies free there;
+    both start at 128 KiB and grow (the trim threshold to twice the other) when a mapped block is
+    freed, the mmap threshold up to 32 MiB. A call whose temporaries exceed them page-faults fresh
+    memory in every time it runs: in fresh processes PyTorch's NCDHW depthwise forward took 26-41 ms
+    on 4x64x16x28x28 (7,400-12,500 minor faults a call) and 49-74 ms on 4x32x16x56x56
+    (17,800-23,500), against 15 and 17-25 ms once this had run. How much of that a timing caught
+    depended on what the process had allocated before, so the benchmarks fix both thresholds before
+    timing either side.
     """
     if platform.libc_ver()[0] != "glibc":
         return None
     libc = ctypes.CDLL(None)
-    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    if libc.mallopt(m_mmap_threshold, 32 << 20) != 1 or libc.mallopt(m_trim_threshold, 1 << 30) != 1:
-        return None
-    return "glibc malloc: mmap threshold 32 MiB, trim threshold 1 GiB"
+    made = []
+    for parameter, name, value in _KEPT_MEMORY_SETTINGS:
+        if libc.mallopt(parameter, value) != 1:
+            break
+        made.append(f"{name} {value >> 30} GiB" if value >= 1 << 30 else f"{name} {value >> 20} MiB")
+    return "glibc malloc: " + ", ".join(made) if made else None
 
 
 def device_name(device: torch.device) -> str:

@@ -10,6 +10,8 @@ kernels are timed (its native backend forced), not "auto". Rows follow the recor
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -147,24 +149,19 @@ def bench_shuffles(shape, layout: str, dtype: torch.dtype, device: torch.device,
     }
     rows = []
     for op, (reference, ours) in cases.items():
-        runs = {"torch-eager": reference} | {f"vid3d-{b}": _on_backend(b, ours) for b in vid3d_backends(device)}
+        backends = {f"vid3d-{b}": b for b in vid3d_backends(device)}
+        runs = {"torch-eager": reference} | dict.fromkeys(backends, ours)
+        contexts = {name: functools.partial(vid3d.backend, b) for name, b in backends.items()}
         with torch.no_grad():
             expected = reference(0).double()
-            errors = {name: _rel_err(run(0), expected) for name, run in runs.items()}
-            timings = measure_alternating(runs, device, budget_s=budget_s)
+            errors = {}
+            for name, run in runs.items():
+                with contexts.get(name, contextlib.nullcontext)():
+                    errors[name] = _rel_err(run(0), expected)
+            timings = measure_alternating(runs, device, contexts=contexts, budget_s=budget_s)
         rows += [_row(op, "fwd", shape, dtype, layout, name, timings[name], 2 * act_bytes, copy_gbps, errors[name])
                  for name in runs]
     return rows
-
-
-def _on_backend(backend: str, run: Callable[[int], object]) -> Callable[[int], object]:
-    """run(i) with vid3d's ops on ``backend``."""
-
-    def on_backend(i):
-        with vid3d.backend(backend):
-            return run(i)
-
-    return on_backend
 
 
 def run_suite(device: torch.device, shapes: Iterable | None = None, dtype: torch.dtype = torch.float32,
